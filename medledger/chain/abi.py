@@ -1,0 +1,204 @@
+"""Contract ABIs: calldata encoding, result/event/revert decoding with eth_abi directly.
+
+web3's contract layer costs ~0.7 ms per ``encode_abi`` call here against ~30 µs for eth_abi, and decodes
+events ~4x slower than raw ``eth_getLogs`` delivers them; everything hot goes through this module instead.
+Selectors, topics and type strings are computed once per ABI.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
+from eth_utils import keccak, to_checksum_address
+
+from medledger.errors import MedLedgerError
+
+
+def abi_type(param: dict[str, Any]) -> str:
+    """The canonical eth_abi type string of an ABI parameter, expanding tuples recursively."""
+    t: str = param["type"]
+    if t.startswith("tuple"):
+        inner = ",".join(abi_type(c) for c in param["components"])
+        return f"({inner}){t[len('tuple'):]}"
+    return t
+
+
+@dataclass(frozen=True)
+class AbiFunction:
+    name: str
+    selector: bytes
+    input_types: tuple[str, ...]
+    output_types: tuple[str, ...]
+    mutability: str
+
+    def encode(self, args: tuple[Any, ...]) -> bytes:
+        return self.selector + abi_encode(self.input_types, args)
+
+    def decode(self, data: bytes) -> tuple[Any, ...]:
+        return tuple(abi_decode(self.output_types, data))
+
+
+@dataclass(frozen=True)
+class AbiEvent:
+    name: str
+    topic0: bytes
+    #: (name, type, indexed) in declaration order
+    params: tuple[tuple[str, str, bool], ...]
+    data_types: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_types", tuple(t for _, t, idx in self.params if not idx))
+
+    def decode(self, topics: list[bytes], data: bytes) -> dict[str, Any]:
+        """Decode one log's topics and data into ``{param: value}``; addresses come back checksummed."""
+        data_values = iter(abi_decode(self.data_types, data)) if self.data_types else iter(())
+        topic_values = iter(topics[1:])
+        out: dict[str, Any] = {}
+        for name, typ, indexed in self.params:
+            if indexed:
+                raw = next(topic_values)
+                # Indexed dynamic types are stored as their hash; keep the hash.
+                out[name] = raw if _is_dynamic(typ) else abi_decode([typ], raw)[0]
+            else:
+                out[name] = next(data_values)
+            if typ == "address":
+                out[name] = to_checksum_address(out[name])
+        return out
+
+
+@dataclass(frozen=True)
+class AbiError:
+    name: str
+    selector: bytes
+    names: tuple[str, ...]
+    types: tuple[str, ...]
+
+
+class ContractRevert(MedLedgerError):
+    """A contract call or transaction reverted; ``error`` is the custom error name (or Error/Panic)."""
+
+    code = "contract_reverted"
+
+    def __init__(self, error: str, args: dict[str, Any], raw: bytes = b"") -> None:
+        shown = ", ".join(f"{k}={_show(v)}" for k, v in args.items())
+        super().__init__(f"contract reverted: {error}({shown})", details={"error": error})
+        self.error = error
+        self.args_by_name = args
+        self.raw = raw
+
+
+_ERROR_STRING = AbiError("Error", keccak(text="Error(string)")[:4], ("message",), ("string",))
+_PANIC = AbiError("Panic", keccak(text="Panic(uint256)")[:4], ("code",), ("uint256",))
+
+
+class ContractAbi:
+    """Indexed view of one contract's ABI."""
+
+    def __init__(self, abi: list[dict[str, Any]]) -> None:
+        self.abi = abi
+        self.functions: dict[str, AbiFunction] = {}
+        self.constructor_types: tuple[str, ...] = ()
+        self.events: dict[str, AbiEvent] = {}
+        self.events_by_topic: dict[bytes, AbiEvent] = {}
+        self.errors_by_selector: dict[bytes, AbiError] = {
+            _ERROR_STRING.selector: _ERROR_STRING,
+            _PANIC.selector: _PANIC,
+        }
+        for item in abi:
+            kind = item["type"]
+            if kind == "constructor":
+                self.constructor_types = tuple(abi_type(p) for p in item["inputs"])
+            elif kind == "function":
+                types = tuple(abi_type(p) for p in item["inputs"])
+                sig = f"{item['name']}({','.join(types)})"
+                if item["name"] in self.functions:
+                    raise ValueError(f"overloaded function {item['name']} is not supported")
+                self.functions[item["name"]] = AbiFunction(
+                    item["name"],
+                    keccak(text=sig)[:4],
+                    types,
+                    tuple(abi_type(p) for p in item["outputs"]),
+                    item["stateMutability"],
+                )
+            elif kind == "event":
+                types = tuple(abi_type(p) for p in item["inputs"])
+                ev = AbiEvent(
+                    item["name"],
+                    keccak(text=f"{item['name']}({','.join(types)})"),
+                    tuple((p["name"], abi_type(p), bool(p["indexed"])) for p in item["inputs"]),
+                )
+                self.events[ev.name] = ev
+                self.events_by_topic[ev.topic0] = ev
+            elif kind == "error":
+                types = tuple(abi_type(p) for p in item["inputs"])
+                err = AbiError(
+                    item["name"],
+                    keccak(text=f"{item['name']}({','.join(types)})")[:4],
+                    tuple(p["name"] for p in item["inputs"]),
+                    types,
+                )
+                self.errors_by_selector[err.selector] = err
+
+    def function(self, name: str) -> AbiFunction:
+        try:
+            return self.functions[name]
+        except KeyError:
+            raise KeyError(f"no function {name!r} in ABI") from None
+
+    def encode_constructor(self, *args: Any) -> bytes:
+        return abi_encode(self.constructor_types, args) if self.constructor_types else b""
+
+    def encode_call(self, name: str, *args: Any) -> bytes:
+        return self.function(name).encode(args)
+
+    def decode_revert(self, data: bytes) -> ContractRevert:
+        """Turn revert data into a :class:`ContractRevert` naming the custom error and its arguments."""
+        err = self.errors_by_selector.get(data[:4])
+        if err is None:
+            return ContractRevert("UnknownError", {"data": "0x" + data.hex()}, data)
+        try:
+            values = abi_decode(err.types, data[4:])
+        except Exception:  # malformed revert data from a non-conforming contract
+            return ContractRevert(err.name, {"data": "0x" + data.hex()}, data)
+        return ContractRevert(err.name, dict(zip(err.names, values, strict=True)), data)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A compiled contract as committed under ``medledger/chain/artifacts``."""
+
+    name: str
+    abi: ContractAbi
+    bytecode: bytes
+    deployed_bytecode: bytes
+    compiler_version: str
+
+
+@cache
+def load_artifact(name: str) -> Artifact:
+    """Load the committed artifact of contract ``name`` (cached)."""
+    text = resources.files("medledger.chain").joinpath("artifacts").joinpath(f"{name}.json").read_text()
+    raw = json.loads(text)
+    return Artifact(
+        name=raw["contractName"],
+        abi=ContractAbi(raw["abi"]),
+        bytecode=bytes.fromhex(raw["bytecode"][2:]),
+        deployed_bytecode=bytes.fromhex(raw["deployedBytecode"][2:]),
+        compiler_version=raw["compiler"]["version"],
+    )
+
+
+def _is_dynamic(typ: str) -> bool:
+    return typ in ("string", "bytes") or typ.endswith("]") or typ.startswith("(")
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, bytes):
+        return "0x" + v.hex()
+    return str(v)

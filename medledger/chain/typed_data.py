@@ -1,0 +1,107 @@
+"""EIP-712 typed data of MedLedger's relayed patient actions.
+
+These dictionaries are the published schema (docs/contracts.md): the same JSON works with eth-account's
+``sign_typed_data(full_message=...)`` and ethers' ``signTypedData(domain, types, message)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_account.signers.local import LocalAccount
+
+from medledger.chain.types import GrantTerms
+
+CONSORTIUM_DOMAIN_NAME = "MedLedger Consortium"
+CONSENT_DOMAIN_NAME = "MedLedger ConsentRegistry"
+DOMAIN_VERSION = "1"
+
+EIP712_DOMAIN_TYPE = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+
+TYPES: dict[str, list[dict[str, str]]] = {
+    "Grant": [
+        {"name": "patient", "type": "address"},
+        {"name": "grantee", "type": "address"},
+        {"name": "classes", "type": "uint256"},
+        {"name": "purpose", "type": "uint8"},
+        {"name": "validFrom", "type": "uint64"},
+        {"name": "validUntil", "type": "uint64"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+    "Revoke": [
+        {"name": "patient", "type": "address"},
+        {"name": "grantId", "type": "uint256"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+    "RegisterPatientKey": [
+        {"name": "patient", "type": "address"},
+        {"name": "encryptionKey", "type": "bytes"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+}
+
+
+def domain(name: str, chain_id: int, verifying_contract: str) -> dict[str, Any]:
+    return {"name": name, "version": DOMAIN_VERSION, "chainId": chain_id, "verifyingContract": verifying_contract}
+
+
+def _full(primary: str, dom: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "types": {"EIP712Domain": EIP712_DOMAIN_TYPE, primary: TYPES[primary]},
+        "primaryType": primary,
+        "domain": dom,
+        "message": message,
+    }
+
+
+def grant_typed_data(
+    dom: dict[str, Any], patient: str, terms: GrantTerms, nonce: int, deadline: int
+) -> dict[str, Any]:
+    return _full(
+        "Grant",
+        dom,
+        {
+            "patient": patient,
+            "grantee": terms.grantee,
+            "classes": terms.classes,
+            "purpose": int(terms.purpose),
+            "validFrom": terms.valid_from,
+            "validUntil": terms.valid_until,
+            "nonce": nonce,
+            "deadline": deadline,
+        },
+    )
+
+
+def revoke_typed_data(dom: dict[str, Any], patient: str, grant_id: int, nonce: int, deadline: int) -> dict[str, Any]:
+    return _full("Revoke", dom, {"patient": patient, "grantId": grant_id, "nonce": nonce, "deadline": deadline})
+
+
+def register_key_typed_data(
+    dom: dict[str, Any], patient: str, encryption_key: bytes, nonce: int, deadline: int
+) -> dict[str, Any]:
+    return _full(
+        "RegisterPatientKey",
+        dom,
+        {"patient": patient, "encryptionKey": encryption_key, "nonce": nonce, "deadline": deadline},
+    )
+
+
+def sign_typed_data(account: LocalAccount, typed: dict[str, Any]) -> bytes:
+    """65-byte ``r || s || v`` signature, as wallets produce it."""
+    return bytes(account.sign_message(encode_typed_data(full_message=typed)).signature)
+
+
+def recover_signer(typed: dict[str, Any], signature: bytes) -> str:
+    """The address that signed ``typed`` (checksummed)."""
+    return str(Account.recover_message(encode_typed_data(full_message=typed), signature=signature))
