@@ -76,7 +76,9 @@ class RecordClass(IntEnum):
         try:
             return cls[text.strip().upper().replace("-", "_")]
         except KeyError:
-            raise InputError(f"unknown record class {text!r}; one of: {', '.join(c.name.lower() for c in cls)}") from None
+            raise InputError(
+                f"unknown record class {text!r}; one of: {', '.join(c.name.lower() for c in cls)}"
+            ) from None
 
 
 def class_mask(classes: list[RecordClass] | tuple[RecordClass, ...]) -> int:
@@ -119,7 +121,9 @@ def _parse_flags(cls: type[Role], text: str) -> Role:
         try:
             value |= cls[name]
         except KeyError:
-            raise InputError(f"unknown role {part.strip()!r}; one of: {', '.join(r.name.lower() for r in cls)}") from None
+            raise InputError(
+                f"unknown role {part.strip()!r}; one of: {', '.join(r.name.lower() for r in cls)}"
+            ) from None
     if not value:
         raise InputError("no role given")
     return value

@@ -8,8 +8,6 @@ is replaced by a fresh deployment.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -29,6 +27,7 @@ from medledger.chain.rpc import JsonRpcClient
 from medledger.chain.sender import TransactionSender
 from medledger.chain.types import Founder
 from medledger.errors import ConfigError
+from medledger.files import atomic_write_text
 from medledger.paths import chain_config_dir
 
 CONTRACT_ORDER = ("Consortium", "RecordRegistry", "ConsentRegistry", "AccessLog")
@@ -88,13 +87,7 @@ class DeploymentManifest:
             raise ConfigError(f"deployment manifest {path} is malformed: {exc}") from None
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(self.to_json())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write_text(path, self.to_json())
 
 
 def manifest_path(chain_id: int, directory: Path | None = None) -> Path:

@@ -156,7 +156,9 @@ def _is_transient(error: Any) -> bool:
 
 def _to_error(reply: dict[str, Any], method: str) -> RpcError:
     err = reply.get("error") or {}
-    return RpcError(int(err.get("code", -32603)), str(err.get("message", "unknown error")), err.get("data"), method=method)
+    return RpcError(
+        int(err.get("code", -32603)), str(err.get("message", "unknown error")), err.get("data"), method=method
+    )
 
 
 def _unwrap(reply: Any, method: str) -> Any:

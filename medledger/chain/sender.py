@@ -92,6 +92,9 @@ class TransactionSender:
         receipt_timeout: Seconds :meth:`wait` waits before raising :class:`TransactionTimeout`.
     """
 
+    #: Receipts requested per polling round.
+    RECEIPT_POLL_CHUNK = 500
+
     def __init__(
         self,
         rpc: JsonRpcClient,
@@ -152,7 +155,9 @@ class TransactionSender:
         if to is not None:
             tx["to"] = to
         signed = self.account.sign_transaction(tx)
-        return SignedTx("0x" + signed.hash.hex().removeprefix("0x"), bytes(signed.raw_transaction), nonce, to or "", gas)
+        return SignedTx(
+            "0x" + signed.hash.hex().removeprefix("0x"), bytes(signed.raw_transaction), nonce, to or "", gas
+        )
 
     def broadcast(self, tx: SignedTx) -> str:
         """Send a signed transaction; re-sending one the node already has is not an error."""
@@ -177,7 +182,9 @@ class TransactionSender:
             self.resync_nonce()
             raise
 
-    def transact(self, to: str | None, data: bytes, *, gas: int | None = None, abi: ContractAbi | None = None) -> Receipt:
+    def transact(
+        self, to: str | None, data: bytes, *, gas: int | None = None, abi: ContractAbi | None = None
+    ) -> Receipt:
         """Send, wait for the receipt and raise :class:`ContractRevert` if it was mined as failed."""
         tx_hash = self.send(to, data, gas=gas, abi=abi)
         receipt = self.wait([tx_hash])[0]
@@ -193,11 +200,20 @@ class TransactionSender:
         interval = 0.02
         while True:
             if pending:
-                results = self.rpc.batch([("eth_getTransactionReceipt", [h]) for h in pending])
-                for h, r in zip(pending, results, strict=True):
+                # Poll the oldest submissions first, a bounded chunk per round: transactions of one sender are
+                # mined in nonce order, and asking for thousands of receipts at once only competes with the
+                # node for CPU while it is still mining.
+                chunk = pending[: self.RECEIPT_POLL_CHUNK]
+                results = self.rpc.batch([("eth_getTransactionReceipt", [h]) for h in chunk])
+                progressed = False
+                for h, r in zip(chunk, results, strict=True):
                     if r is not None:
                         found[h] = Receipt.from_rpc(r)
+                        progressed = True
                 pending = [h for h in pending if h not in found]
+                if progressed:
+                    interval = 0.02
+                    continue
             if not pending:
                 if confirmations <= 1:
                     break
@@ -248,7 +264,9 @@ class TransactionSender:
             return ContractRevert("Reverted", {"message": err.rpc_message})
         return err
 
-    def _explain_failure(self, to: str | None, data: bytes, receipt: Receipt, abi: ContractAbi | None) -> MedLedgerError:
+    def _explain_failure(
+        self, to: str | None, data: bytes, receipt: Receipt, abi: ContractAbi | None
+    ) -> MedLedgerError:
         # Replaying at the parent block reproduces the revert reason for most failures.
         try:
             self.call(to or "", data, abi=abi, block=receipt.block_number - 1)

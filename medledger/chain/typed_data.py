@@ -64,9 +64,7 @@ def _full(primary: str, dom: dict[str, Any], message: dict[str, Any]) -> dict[st
     }
 
 
-def grant_typed_data(
-    dom: dict[str, Any], patient: str, terms: GrantTerms, nonce: int, deadline: int
-) -> dict[str, Any]:
+def grant_typed_data(dom: dict[str, Any], patient: str, terms: GrantTerms, nonce: int, deadline: int) -> dict[str, Any]:
     return _full(
         "Grant",
         dom,

@@ -1,0 +1,1 @@
+"""Indexer: reorg-safe chain follower into SQL (issue 4 on)."""
