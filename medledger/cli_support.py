@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from medledger.errors import MedLedgerError
 
@@ -28,7 +30,10 @@ def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except MedLedgerError as exc:
-            err_console.print(f"[red]error:[/red] {exc.message} [dim]({exc.code})[/dim]", highlight=False)
+            # Escaped: an error text may contain brackets that rich would read as markup.
+            err_console.print(
+                f"[red]error:[/red] {escape(exc.message)} [dim]({exc.code})[/dim]", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")
@@ -40,3 +45,18 @@ def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
 def print_json(data: Any) -> None:
     """Machine-readable output for ``--json``: plain JSON on stdout, nothing else."""
     typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def script_main(run: Callable[[], int]) -> int:
+    """Run a plain (argparse) script's body with the same error contract as ``medledger`` commands: a known
+    failure prints ``error: <message>`` on one line and returns its exit code; a file error returns 1."""
+    try:
+        return run()
+    except MedLedgerError as exc:
+        print(f"error: {' '.join(exc.message.split())}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from medledger.chain.besu import DEFAULT_CHAIN_ID, atomic_write_text, render_genesis
-from medledger.errors import InputError, MedLedgerError
+from medledger.cli_support import script_main
+from medledger.errors import InputError
 
 #: QBFT tolerates f faulty validators out of 3f + 1; fewer than 4 tolerate none.
 BFT_MINIMUM = 4
@@ -70,16 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except MedLedgerError as exc:
-        print(f"error: {' '.join(exc.message.split())}", file=sys.stderr)
-        return exc.exit_code
-    except OSError as exc:
-        print(f"error: {exc.strerror or exc}: {exc.filename or args.out}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return script_main(lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ from medledger.chain.besu import (
 from medledger.chain.contracts import ConsortiumClient
 from medledger.chain.deploy import DeploymentManifest
 from medledger.chain.rpc import JsonRpcClient
+from medledger.cli_support import script_main
 from medledger.errors import ConfigError, MedLedgerError
 
 
@@ -145,16 +146,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except MedLedgerError as exc:
-        print(f"error: {' '.join(exc.message.split())}", file=sys.stderr)
-        return exc.exit_code
-    except OSError as exc:
-        print(f"error: {exc.strerror or exc}: {exc.filename or args.out}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return script_main(lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ class AnvilSettings:
     base_fee: int = 0
     block_gas_limit: int = 30_000_000
     hardfork: str = "cancun"
+    prune_history: bool = True
 
     @classmethod
     def load(cls, path: Path | None = None, **overrides: Any) -> AnvilSettings:
@@ -101,6 +102,8 @@ class AnvilProcess:
             "--gas-limit", str(s.block_gas_limit),
             "--hardfork", s.hardfork,
         ]  # fmt: skip
+        if s.prune_history:
+            cmd.append("--prune-history")
         if self.state_path is not None:
             cmd += ["--state", str(self.state_path)]
         return cmd
