@@ -57,7 +57,8 @@ class AnvilSettings:
     base_fee: int = 0
     block_gas_limit: int = 30_000_000
     hardfork: str = "cancun"
-    prune_history: bool = True
+    #: Block states kept (in memory) for historical calls; 0 keeps full history on disk.
+    prune_history: int = 1024
 
     @classmethod
     def load(cls, path: Path | None = None, **overrides: Any) -> AnvilSettings:
@@ -103,7 +104,7 @@ class AnvilProcess:
             "--hardfork", s.hardfork,
         ]  # fmt: skip
         if s.prune_history:
-            cmd.append("--prune-history")
+            cmd += ["--prune-history", str(s.prune_history)]
         if self.state_path is not None:
             cmd += ["--state", str(self.state_path)]
         return cmd

@@ -267,11 +267,14 @@ class TransactionSender:
     def _explain_failure(
         self, to: str | None, data: bytes, receipt: Receipt, abi: ContractAbi | None
     ) -> MedLedgerError:
-        # Replaying at the parent block reproduces the revert reason for most failures.
-        try:
-            self.call(to or "", data, abi=abi, block=receipt.block_number - 1)
-        except ContractRevert as revert:
-            return revert
-        except MedLedgerError:
-            pass
+        # Replaying at the parent block reproduces the revert reason for most failures; a node that no longer
+        # holds that state (pruned history, non-archive Besu) gets the replay at the latest block instead.
+        for block in (receipt.block_number - 1, "latest"):
+            try:
+                self.call(to or "", data, abi=abi, block=block)
+            except ContractRevert as revert:
+                return revert
+            except MedLedgerError:
+                continue
+            break
         return TransactionFailed(f"transaction {receipt.tx_hash} failed in block {receipt.block_number}")
