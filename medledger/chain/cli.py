@@ -164,7 +164,7 @@ def _manifest_dict(manifest: DeploymentManifest) -> dict:
 def _print_deployment(rpc: JsonRpcClient, manifest: DeploymentManifest, url: str, path: Path) -> None:
     table = Table(title=f"MedLedger on chain {manifest.chain_id} — {url}")
     table.add_column("contract")
-    table.add_column("address")
+    table.add_column("address", no_wrap=True, min_width=42)
     table.add_column("block", justify="right")
     for name in CONTRACT_ORDER:
         if name in manifest.contracts:
@@ -173,11 +173,13 @@ def _print_deployment(rpc: JsonRpcClient, manifest: DeploymentManifest, url: str
     console.print(table)
     consortium = Contracts.from_manifest(rpc, manifest).consortium
     members = Table(title=f"Members (threshold {consortium.threshold()} of {consortium.member_count()})")
-    for col in ("name", "address", "roles", "endpoint"):
-        members.add_column(col)
+    members.add_column("name", overflow="fold")
+    members.add_column("address", no_wrap=True, min_width=42)
+    members.add_column("roles", overflow="fold")
+    members.add_column("endpoint", overflow="fold")
     for account in consortium.members():
         m = consortium.get_member(account)
-        members.add_row(m.name, m.account, str(m.roles.name).lower().replace("|", ","), m.endpoint)
+        members.add_row(m.name, m.account, str(m.roles.name).lower().replace("|", ", "), m.endpoint)
     console.print(members)
     console.print(f"manifest: {path}")
 
