@@ -107,3 +107,42 @@ def chain(anvil: AnvilProcess, dev_consortium: DevConsortium) -> Iterator[Chain]
 
 def postgres_required() -> bool:
     return os.environ.get("MEDLEDGER_REQUIRE_POSTGRES") == "1"
+
+
+# ---------------------------------------------------------------------------------------------- databases
+
+PG_ADMIN_URL = os.environ.get("MEDLEDGER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _pg_admin():
+    import psycopg
+
+    try:
+        return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        if postgres_required():
+            pytest.fail(f"PostgreSQL is required (MEDLEDGER_REQUIRE_POSTGRES=1) but unreachable: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL} (set MEDLEDGER_REQUIRE_POSTGRES=1 to require it)")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database, dropped afterwards."""
+    admin = _pg_admin()
+    name = f"medledger_test_{secrets.token_hex(6)}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database URL: a SQLite file, and (second run) a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+    else:
+        yield request.getfixturevalue("pg_url")
