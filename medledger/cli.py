@@ -15,6 +15,18 @@ app = typer.Typer(
 app.add_typer(chain_app, name="chain")
 
 
+def _add_component_commands() -> None:
+    # The node and indexer are separate packages; the root CLI only mounts their typer apps.
+    from indexer.cli import app as indexer_app
+    from node.cli import app as node_app
+
+    app.add_typer(node_app, name="node")
+    app.add_typer(indexer_app, name="indexer")
+
+
+_add_component_commands()
+
+
 @app.command()
 def version() -> None:
     """Print the MedLedger version."""

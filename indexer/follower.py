@@ -1,0 +1,611 @@
+"""Follow the chain into the indexer database: adaptive ``eth_getLogs`` ranges, pipelined fetch and write,
+reorg detection and rollback, a confirmation depth.
+
+One range is written in one transaction together with the cursor, so the database always stands at a range
+boundary: a crash or a stop loses at most the range in flight, which the next run fetches again. Rows are
+inserted with insert-or-ignore on their (block number, log index) key, so re-delivered logs change nothing.
+
+Reorgs: every range carries the header of its first block, whose parent hash must equal the stored hash of
+the last processed block. On a mismatch (or when the stored hash of the last block no longer matches the
+chain's) the indexer walks back over stored block hashes to the newest block the chain still has, deletes
+everything derived from later blocks, resets the status columns those blocks changed, and indexes forward
+again. The result equals a fresh index of the new chain (tests/indexer/test_reorg.py).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, Engine, Table, bindparam, delete, func, select, text, update
+
+from indexer.decode import COLUMNS, CONTRACTS, KEY, Decoded, LogDecoder, Values, column
+from indexer.errors import ChainMismatch, IndexerError, ReorgDetected, SchemaMissing
+from indexer.models import EVENT_TABLES, VERSION_TABLE, Base, Block, BreakGlassWindow, ConsentGrant, Cursor, Record
+from medledger.chain.deploy import DeploymentManifest
+from medledger.chain.rpc import JsonRpcClient, RpcError, RpcUnavailable
+from medledger.db import upgrade
+from medledger.vocabulary import RecordStatus
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+HEAD_REVISION = "0001"
+ZERO_HASH = "0x" + "00" * 32
+
+_records = Record.__table__
+_grants = ConsentGrant.__table__
+_windows = BreakGlassWindow.__table__
+_blocks = Block.__table__
+_cursor = Cursor.__table__
+
+# Positions of the columns the status updates read from decoded rows.
+_AM_PREV, _AM_NEW = column("amendments", "previous_id"), column("amendments", "new_id")
+_ER_ID = column("erasures", "record_id")
+_RV_ID, _RV_TIME = column("consent_revocations", "grant_id"), column("consent_revocations", "block_time")
+_RV_REPLACED = column("consent_revocations", "replaced")
+_BC_ID, _BC_TIME = column("break_glass_closures", "break_glass_id"), column("break_glass_closures", "block_time")
+
+#: Substrings of node errors that mean "ask for a smaller range" (Geth, Besu, Erigon, hosted providers).
+_RANGE_ERRORS = ("too many", "limit", "exceed", "range", "size", "timeout", "timed out", "10000 results")
+
+
+@dataclass(frozen=True)
+class IndexerConfig:
+    """How the indexer reads the chain.
+
+    Attributes:
+        confirmations: Blocks to stay behind the head; only blocks at depth ≥ this are indexed.
+        initial_range: Blocks in the first ``eth_getLogs`` range; later ranges adapt to ``target_logs``.
+        max_range: Largest range in blocks.
+        target_logs: Logs per range aimed at: big enough to amortize a transaction, small enough to pipeline.
+        reorg_window: Headers of blocks without events are kept this far back, for reorg detection.
+        pipeline_depth: Fetched ranges waiting for the writer at most.
+        poll_interval: Seconds between head polls when following.
+    """
+
+    confirmations: int = 0
+    initial_range: int = 8
+    max_range: int = 50_000
+    target_logs: int = 5_000
+    reorg_window: int = 128
+    pipeline_depth: int = 3
+    poll_interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.confirmations < 0:
+            raise IndexerError(f"confirmations must be ≥ 0, got {self.confirmations}", code="invalid_input")
+        if not 1 <= self.initial_range <= self.max_range:
+            raise IndexerError("need 1 ≤ initial_range ≤ max_range", code="invalid_input")
+        if self.target_logs < 1 or self.reorg_window < 1 or self.pipeline_depth < 1:
+            raise IndexerError("target_logs, reorg_window and pipeline_depth must be ≥ 1", code="invalid_input")
+
+
+@dataclass(frozen=True)
+class Header:
+    number: int
+    hash: str
+    parent_hash: str
+    timestamp: int
+
+
+@dataclass
+class RangeBatch:
+    """Everything read for blocks ``start..end``: logs in chain order and the headers the writer needs
+    (the first and last block and every block with a log)."""
+
+    start: int
+    end: int
+    logs: list[dict[str, Any]]
+    headers: dict[int, Header]
+
+
+@dataclass(frozen=True)
+class Position:
+    block_number: int
+    block_hash: str
+    block_time: int
+
+
+@dataclass
+class SyncResult:
+    ranges: int = 0
+    logs: int = 0
+    reorgs: int = 0
+    rolled_back_blocks: int = 0
+    position: Position | None = None
+    target: int = 0
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What ``follow`` reports after each step: where it is and how far behind the head."""
+
+    head: int
+    indexed: int
+    lag_blocks: int
+    lag_seconds: int
+    logs: int
+    reorgs: int
+
+
+@dataclass
+class _Stats:
+    """Seconds spent per stage, summed over ranges (the bench prints them)."""
+
+    fetch_s: float = 0.0
+    write_s: float = 0.0
+    decode_s: float = 0.0
+    insert_s: float = 0.0
+
+
+def _header(raw: dict[str, Any]) -> Header:
+    return Header(int(raw["number"], 16), raw["hash"], raw["parentHash"], int(raw["timestamp"], 16))
+
+
+_BLOCK_COLUMNS = ("number", "hash", "parent_hash", "timestamp", "has_events")
+
+
+def _insert_sql(dialect: str, table: str, columns: Iterable[str]) -> str:
+    """An insert that skips rows colliding with an existing key (re-delivered logs), in the driver's
+    placeholder style. ``ON CONFLICT DO NOTHING`` (not SQLite's ``INSERT OR IGNORE``, which would also
+    swallow NOT NULL violations) on both databases."""
+    cols = list(columns)
+    mark = "?" if dialect == "sqlite" else "%s"
+    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))}) ON CONFLICT DO NOTHING"
+
+
+def insert_ignore(conn: Connection, sql: str, rows: list[Values]) -> None:
+    """Run ``sql`` for every row through the DBAPI cursor of ``conn`` (inside its transaction).
+
+    The rows are already tuples in column order, so nothing is gained from SQLAlchemy's per-row parameter
+    processing, which cost as much as SQLite's own work on a 5,000-log range."""
+    if not rows:
+        return
+    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cur.executemany(sql, rows)
+    finally:
+        cur.close()
+
+
+class Indexer:
+    """Indexes one MedLedger deployment from ``rpc`` into the database behind ``engine``.
+
+    Args:
+        engine: From :func:`medledger.db.make_engine` (SQLite or PostgreSQL).
+        rpc: The chain node.
+        manifest: The deployment whose four contracts are indexed, from its start block on.
+        config: Reading parameters.
+        migrate: Bring the schema to the current revision first (otherwise a missing schema is an error).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        rpc: JsonRpcClient,
+        manifest: DeploymentManifest,
+        config: IndexerConfig | None = None,
+        *,
+        migrate: bool = True,
+    ) -> None:
+        self.engine = engine
+        self.rpc = rpc
+        self.manifest = manifest
+        self.config = config or IndexerConfig()
+        self.addresses = {name: manifest.address(name) for name in CONTRACTS}
+        self.decoder = LogDecoder(self.addresses)
+        self._address_filter = [a.lower() for a in self.addresses.values()]
+        self._range = self.config.initial_range
+        self.stats = _Stats()
+        dialect = engine.dialect.name
+        self._insert = {t: _insert_sql(dialect, t, (*KEY, *cols)) for t, cols in COLUMNS.items()}
+        self._insert_blocks = _insert_sql(dialect, "blocks", _BLOCK_COLUMNS)
+        self._sqlite = dialect == "sqlite"
+        if migrate:
+            upgrade(engine, MIGRATIONS)
+        elif schema_revision(engine) != HEAD_REVISION:
+            raise SchemaMissing(f"database has no indexer schema at revision {HEAD_REVISION}: run the indexer once")
+
+    # ------------------------------------------------------------------ position
+
+    def position(self) -> Position:
+        """The last processed block (``start_block - 1`` before the first range); creates the cursor row."""
+        with self.engine.begin() as conn:
+            return self._position(conn)
+
+    def _position(self, conn: Connection) -> Position:
+        row = conn.execute(select(_cursor).where(_cursor.c.id == 1)).one_or_none()
+        chain_id = self.rpc.chain_id()
+        start = self.manifest.start_block
+        if row is None:
+            pos = self._genesis_position(start)
+            conn.execute(
+                _cursor.insert().values(
+                    id=1,
+                    chain_id=chain_id,
+                    start_block=start,
+                    block_number=pos.block_number,
+                    block_hash=pos.block_hash,
+                    block_time=pos.block_time,
+                )
+            )
+            return pos
+        if row.chain_id != chain_id or row.start_block != start:
+            raise ChainMismatch(
+                f"the index was built from chain {row.chain_id} starting at block {row.start_block}, but the "
+                f"deployment is on chain {chain_id} starting at block {start}: use `rebuild` or another --db"
+            )
+        return Position(row.block_number, row.block_hash, row.block_time)
+
+    def _genesis_position(self, start: int) -> Position:
+        if start == 0:
+            return Position(-1, ZERO_HASH, 0)
+        h = self._headers([start - 1])[start - 1]
+        return Position(h.number, h.hash, h.timestamp)
+
+    def head(self) -> Header:
+        raw = self.rpc.call("eth_getBlockByNumber", ["latest", False])
+        return _header(raw)
+
+    def target_block(self, head: int | None = None) -> int:
+        """Highest block to index now: the head minus the confirmation depth."""
+        if head is None:
+            head = self.rpc.block_number()
+        return head - self.config.confirmations
+
+    # ------------------------------------------------------------------ reading
+
+    def _headers(self, numbers: Iterable[int]) -> dict[int, Header]:
+        nums = sorted(set(numbers))
+        replies = self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in nums])
+        out: dict[int, Header] = {}
+        for n, raw in zip(nums, replies, strict=True):
+            if raw is None:
+                # The block vanished between reading the head and now: the chain got shorter (a reorg).
+                raise ReorgDetected(f"block {n} is no longer on the chain")
+            out[n] = _header(raw)
+        return out
+
+    def fetch_range(self, start: int, end: int) -> RangeBatch:
+        """Read blocks ``start..end``: their MedLedger logs and the headers needed to check and time them.
+        Raises :class:`ReorgDetected` if the logs and headers disagree (the chain changed while reading)."""
+        logs = self.rpc.call(
+            "eth_getLogs", [{"fromBlock": hex(start), "toBlock": hex(end), "address": self._address_filter}]
+        )
+        logs = [lg for lg in logs if not lg.get("removed")]
+        numbers = {start, end}
+        for lg in logs:
+            numbers.add(int(lg["blockNumber"], 16))
+        headers = self._headers(numbers)
+        for lg in logs:
+            if headers[int(lg["blockNumber"], 16)].hash != lg["blockHash"]:
+                raise ReorgDetected(f"block {int(lg['blockNumber'], 16)} changed while range {start}..{end} was read")
+        return RangeBatch(start, end, logs, headers)
+
+    def _fetch_adaptive(self, start: int, limit: int) -> RangeBatch:
+        """Fetch a range from ``start`` of the current adaptive size, halving it on range/size errors."""
+        while True:
+            end = min(limit, start + self._range - 1)
+            try:
+                batch = self.fetch_range(start, end)
+            except (RpcError, RpcUnavailable) as exc:
+                text = str(exc).lower()
+                if end > start and (isinstance(exc, RpcUnavailable) or any(s in text for s in _RANGE_ERRORS)):
+                    self._range = max(1, (end - start + 1) // 2)
+                    continue
+                raise
+            self._adapt(end - start + 1, len(batch.logs))
+            return batch
+
+    def _adapt(self, size: int, logs: int) -> None:
+        target = self.config.target_logs
+        new = size * 4 if logs == 0 else max(size // 4, min(size * 4, size * target // logs))
+        self._range = max(1, min(self.config.max_range, new))
+
+    # ------------------------------------------------------------------ writing
+
+    def apply(self, batch: RangeBatch) -> Position:
+        """Write one fetched range and move the cursor to its end, in one transaction.
+
+        A batch that starts right after the cursor must continue its chain (parent hash check); a batch
+        that lies (partly) at or below the cursor is a re-delivery: its rows are ignored where they exist
+        and the cursor only moves forward. Raises :class:`ReorgDetected` if the batch is from another fork.
+        """
+        t0 = time.perf_counter()
+        with self.engine.begin() as conn:
+            pos = self._position(conn)
+            if batch.start > pos.block_number + 1:
+                raise IndexerError(f"range {batch.start}..{batch.end} leaves a gap after block {pos.block_number}")
+            first = batch.headers[batch.start]
+            if batch.start == pos.block_number + 1:
+                if first.parent_hash != pos.block_hash:
+                    raise ReorgDetected(f"block {batch.start} does not extend indexed block {pos.block_number}")
+            else:
+                self._check_known_headers(conn, batch)
+            t1 = time.perf_counter()
+            decoded = self.decoder.decode(batch.logs, {n: h.timestamp for n, h in batch.headers.items()})
+            t2 = time.perf_counter()
+            self._write(conn, decoded)
+            self.stats.decode_s += t2 - t1
+            self.stats.insert_s += time.perf_counter() - t2
+            with_events = decoded.blocks
+            insert_ignore(
+                conn,
+                self._insert_blocks,
+                [
+                    (h.number, h.hash, h.parent_hash, h.timestamp, h.number in with_events)
+                    for h in batch.headers.values()
+                ],
+            )
+            if batch.end > pos.block_number:
+                last = batch.headers[batch.end]
+                pos = Position(last.number, last.hash, last.timestamp)
+                conn.execute(
+                    update(_cursor)
+                    .where(_cursor.c.id == 1)
+                    .values(block_number=pos.block_number, block_hash=pos.block_hash, block_time=pos.block_time)
+                )
+                # Headers of event-less blocks matter only while a reorg can still reach them.
+                conn.execute(
+                    delete(_blocks).where(
+                        _blocks.c.has_events.is_(False),
+                        _blocks.c.number < pos.block_number - self.config.reorg_window,
+                    )
+                )
+        self.stats.write_s += time.perf_counter() - t0
+        return pos
+
+    def _check_known_headers(self, conn: Connection, batch: RangeBatch) -> None:
+        nums = list(batch.headers)
+        stored = dict(conn.execute(select(_blocks.c.number, _blocks.c.hash).where(_blocks.c.number.in_(nums))).all())
+        for n, h in batch.headers.items():
+            if n in stored and stored[n] != h.hash:
+                raise ReorgDetected(f"re-delivered block {n} differs from the indexed one")
+
+    def _write(self, conn: Connection, decoded: Decoded) -> None:
+        tables = decoded.tables
+        # Inserts first: an amendment or revocation may refer to a row anchored earlier in the same range.
+        for name, rows in tables.items():
+            insert_ignore(conn, self._insert[name], rows)
+        if rows := tables.get("amendments"):
+            conn.execute(
+                update(_records)
+                .where(_records.c.record_id == bindparam("b_id"))
+                .values(
+                    status=int(RecordStatus.SUPERSEDED),
+                    superseded_by=bindparam("b_new"),
+                    status_block=bindparam("b_block"),
+                ),
+                [{"b_id": r[_AM_PREV], "b_new": r[_AM_NEW], "b_block": r[0]} for r in rows],
+            )
+        if rows := tables.get("erasures"):
+            conn.execute(
+                update(_records)
+                .where(_records.c.record_id == bindparam("b_id"))
+                .values(status=int(RecordStatus.ERASED), status_block=bindparam("b_block")),
+                [{"b_id": r[_ER_ID], "b_block": r[0]} for r in rows],
+            )
+        if rows := tables.get("consent_revocations"):
+            conn.execute(
+                update(_grants)
+                .where(_grants.c.grant_id == bindparam("b_id"))
+                .values(
+                    revoked_block=bindparam("b_block"),
+                    revoked_log_index=bindparam("b_log"),
+                    revoked_time=bindparam("b_time"),
+                    replaced=bindparam("b_replaced"),
+                ),
+                [
+                    {
+                        "b_id": r[_RV_ID],
+                        "b_block": r[0],
+                        "b_log": r[1],
+                        "b_time": r[_RV_TIME],
+                        "b_replaced": r[_RV_REPLACED],
+                    }
+                    for r in rows
+                ],
+            )
+        if rows := tables.get("break_glass_closures"):
+            conn.execute(
+                update(_windows)
+                .where(_windows.c.break_glass_id == bindparam("b_id"))
+                .values(closed_block=bindparam("b_block"), closed_time=bindparam("b_time")),
+                [{"b_id": r[_BC_ID], "b_block": r[0], "b_time": r[_BC_TIME]} for r in rows],
+            )
+
+    # ------------------------------------------------------------------ reorgs
+
+    def check_reorg(self) -> int:
+        """Roll back if the chain no longer has the last processed block; returns blocks rolled back."""
+        pos = self.position()
+        if pos.block_number < self.manifest.start_block:
+            return 0
+        try:
+            h = self._headers([pos.block_number])[pos.block_number]
+        except ReorgDetected:
+            return self._rollback_to_ancestor()
+        if h.hash == pos.block_hash:
+            return 0
+        return self._rollback_to_ancestor()
+
+    def _rollback_to_ancestor(self) -> int:
+        """Find the newest stored block the chain still has and roll back to it."""
+        pos = self.position()
+        start = self.manifest.start_block
+        below = pos.block_number + 1
+        while True:
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    select(_blocks.c.number, _blocks.c.hash, _blocks.c.timestamp)
+                    .where(_blocks.c.number < below, _blocks.c.number >= start)
+                    .order_by(_blocks.c.number.desc())
+                    .limit(64)
+                ).all()
+            if not rows:
+                ancestor = self._genesis_position(start)
+                break
+            replies = self.rpc.batch([("eth_getBlockByNumber", [hex(r.number), False]) for r in rows])
+            found = next(
+                (r for r, raw in zip(rows, replies, strict=True) if raw is not None and raw["hash"] == r.hash), None
+            )
+            if found is not None:
+                ancestor = Position(found.number, found.hash, found.timestamp)
+                break
+            below = rows[-1].number
+        self.rollback(ancestor)
+        return pos.block_number - ancestor.block_number
+
+    def rollback(self, to: Position) -> None:
+        """Forget everything derived from blocks after ``to`` and put the cursor there, in one transaction."""
+        a = to.block_number
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(_records)
+                .where(_records.c.status_block > a)
+                .values(status=int(RecordStatus.ACTIVE), superseded_by=None, status_block=None)
+            )
+            conn.execute(
+                update(_grants)
+                .where(_grants.c.revoked_block > a)
+                .values(revoked_block=None, revoked_log_index=None, revoked_time=None, replaced=None)
+            )
+            conn.execute(
+                update(_windows).where(_windows.c.closed_block > a).values(closed_block=None, closed_time=None)
+            )
+            for table in EVENT_TABLES:
+                conn.execute(delete(table).where(table.c.block_number > a))
+            conn.execute(delete(_blocks).where(_blocks.c.number > a))
+            conn.execute(
+                update(_cursor)
+                .where(_cursor.c.id == 1)
+                .values(block_number=a, block_hash=to.block_hash, block_time=to.block_time)
+            )
+
+    # ------------------------------------------------------------------ driving
+
+    def sync(self, *, target: int | None = None, max_ranges: int | None = None) -> SyncResult:
+        """Catch up to ``target`` (default: head minus confirmations), handling reorgs on the way.
+
+        ``max_ranges`` stops after that many written ranges (to resume later, e.g. in restart tests).
+        Fetching runs in a thread ahead of decoding and writing, so node I/O overlaps the database work.
+        """
+        result = SyncResult()
+        while True:
+            result.rolled_back_blocks += (rolled := self.check_reorg())
+            result.reorgs += rolled > 0
+            goal = self.target_block() if target is None else target
+            result.target = goal
+            pos = self.position()
+            if pos.block_number >= goal or (max_ranges is not None and result.ranges >= max_ranges):
+                result.position = pos
+                return result
+            try:
+                self._pipeline(pos.block_number + 1, goal, result, max_ranges)
+            except ReorgDetected:
+                rolled = self._rollback_to_ancestor()
+                result.reorgs += 1
+                result.rolled_back_blocks += rolled
+
+    def _pipeline(self, start: int, goal: int, result: SyncResult, max_ranges: int | None) -> None:
+        q: queue.Queue[RangeBatch | BaseException | None] = queue.Queue(maxsize=self.config.pipeline_depth)
+        stop = threading.Event()
+
+        def put(item: RangeBatch | BaseException | None) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.05)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def produce() -> None:
+            try:
+                a = start
+                while a <= goal and not stop.is_set():
+                    t0 = time.perf_counter()
+                    batch = self._fetch_adaptive(a, goal)
+                    self.stats.fetch_s += time.perf_counter() - t0
+                    if not put(batch):
+                        return
+                    a = batch.end + 1
+                put(None)
+            except BaseException as exc:  # handed to the writer thread, which re-raises it
+                put(exc)
+
+        thread = threading.Thread(target=produce, name="indexer-fetch", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = q.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                result.position = self.apply(item)
+                result.ranges += 1
+                result.logs += len(item.logs)
+                if max_ranges is not None and result.ranges >= max_ranges:
+                    return
+        finally:
+            stop.set()
+            thread.join()
+
+    def follow(
+        self,
+        *,
+        stop: threading.Event | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> None:
+        """Keep the index at the head (minus confirmations), polling every ``poll_interval`` seconds until
+        ``stop`` is set."""
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            result = self.sync()
+            if on_progress is not None:
+                on_progress(self.progress(result))
+            stop.wait(self.config.poll_interval)
+
+    def progress(self, result: SyncResult | None = None) -> Progress:
+        head = self.head()
+        pos = self.position()
+        return Progress(
+            head=head.number,
+            indexed=pos.block_number,
+            lag_blocks=max(0, head.number - pos.block_number),
+            lag_seconds=max(0, head.timestamp - pos.block_time) if pos.block_time else 0,
+            logs=result.logs if result else 0,
+            reorgs=result.reorgs if result else 0,
+        )
+
+    # ------------------------------------------------------------------ maintenance
+
+    def reset(self) -> None:
+        """Empty the index (all tables and the cursor); the next :meth:`sync` starts from the start block."""
+        with self.engine.begin() as conn:
+            for table in [*EVENT_TABLES, _blocks, _cursor]:
+                conn.execute(delete(table))
+        self._range = self.config.initial_range
+
+
+def drop_schema(engine: Engine) -> None:
+    """Drop every indexer table and its migration version table (``rebuild`` then migrates afresh)."""
+    with engine.begin() as conn:
+        Base.metadata.drop_all(conn)
+        conn.execute(text(f"DROP TABLE IF EXISTS {VERSION_TABLE}"))
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The indexer schema's migration revision in this database (None if never migrated)."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+
+def count_rows(conn: Connection, table: Table) -> int:
+    return int(conn.execute(select(func.count()).select_from(table)).scalar_one())

@@ -1,0 +1,155 @@
+"""The node's HTTP API (FastAPI). Staff of the institution authenticate with bearer tokens (see node.auth).
+
+Routes stay thin: authenticate, validate, call a service, shape the reply. OpenAPI docs are served at
+``/docs``; the error shape is in node.api.errors.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Request
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from medledger import __version__
+from node.api.errors import ApiError, error_body, install
+from node.auth import StaffIdentity, StaffRole, authenticate, require_role
+from node.ingest import parse
+from node.service import NodeServices
+
+
+class IngestedRecord(BaseModel):
+    record_id: str = Field(description="0x-prefixed 32-byte record id")
+    status: str = Field(description="stored status: queued, pending_link (patient not yet linked) or duplicate")
+    record_class: str
+    type_code: str
+    cid: str | None = None
+
+
+class IngestReply(BaseModel):
+    records: list[IngestedRecord]
+
+
+class RecordStatus(BaseModel):
+    record_id: str
+    status: str
+    record_class: str
+    type_code: str
+    cid: str | None
+    commitment: str | None
+    tx_hash: str | None
+    block_number: int | None
+
+
+class NodeStatus(BaseModel):
+    name: str
+    address: str
+    version: str
+    records_by_status: dict[str, int]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class ErrorReply(BaseModel):
+    error: ErrorDetail
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorReply} for s in (401, 403, 404, 413, 415, 422, 503)}
+
+
+def create_app(services: NodeServices) -> FastAPI:
+    app = FastAPI(
+        title=f"MedLedger node — {services.config.name}",
+        version=__version__,
+        description="Institution node API: ingest clinical records (HL7 v2, DICOM, FHIR JSON) and follow them "
+        "through encryption, storage and anchoring. Errors: `{error: {code, message, details}}`.",
+        responses=ERRORS,
+    )
+    install(app)
+    max_bytes = services.config.max_payload_bytes
+
+    def staff(authorization: Annotated[str | None, Header()] = None) -> StaffIdentity:
+        with services.sessions() as session:
+            return authenticate(session, authorization)
+
+    Staff = Annotated[StaffIdentity, Depends(staff)]
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness (no authentication)")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/status", tags=["ops"], response_model=NodeStatus, summary="Node identity and record counts")
+    def status(_: Staff) -> NodeStatus:
+        return NodeStatus(
+            name=services.config.name,
+            address=services.address,
+            version=__version__,
+            records_by_status=services.pipeline.status_counts(),
+        )
+
+    @app.post(
+        "/v1/ingest",
+        tags=["records"],
+        response_model=IngestReply,
+        status_code=201,
+        summary="Ingest one HL7 v2 message, DICOM file or FHIR JSON resource/bundle (raw request body)",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                    "application/dicom": {"schema": {"type": "string", "format": "binary"}},
+                    "application/fhir+json": {"schema": {"type": "object"}},
+                    "x-application/hl7-v2+er7": {"schema": {"type": "string"}},
+                },
+            }
+        },
+    )
+    async def ingest(request: Request, who: Staff) -> IngestReply:
+        require_role(who, StaffRole.REGISTRAR, StaffRole.CLINICIAN)
+        body = await _read_limited(request, max_bytes)
+        # Parsing, encryption and the database are blocking work: keep them off the event loop.
+        records = await run_in_threadpool(lambda: parse(body, **services.config.parse_options()))
+        results = await run_in_threadpool(services.pipeline.ingest, records)
+        return IngestReply(records=[IngestedRecord(**r.as_api()) for r in results])
+
+    @app.get("/v1/records/{record_id}", tags=["records"], response_model=RecordStatus, summary="A record's status")
+    def record_status(record_id: str, _: Staff) -> RecordStatus:
+        try:
+            rid = bytes.fromhex(record_id.removeprefix("0x"))
+        except ValueError:
+            rid = b""
+        if len(rid) != 32:
+            raise ApiError(422, "invalid_record_id", "record id must be 32 bytes of hex")
+        info = services.pipeline.record_status(rid)
+        if info is None:
+            raise ApiError(404, "record_not_found", f"no record {record_id}")
+        return RecordStatus(**info)
+
+    return app
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    """Read the body, refusing early (413) once it exceeds ``limit`` instead of buffering all of it."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "payload_too_large", f"body of {declared} bytes exceeds the limit of {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "payload_too_large", f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body:
+        raise ApiError(422, "empty_body", "the request body is empty")
+    return body
+
+
+__all__ = ["create_app", "error_body"]

@@ -1,0 +1,114 @@
+"""Institution node configuration: one TOML file in the node's data directory (``node.toml``).
+
+Everything has a sensible default under the data directory, so ``medledger node init --data-dir DIR`` is
+enough for a dev node; production sets ``database_url`` (PostgreSQL), ``store_url`` (Kubo) and ``rpc_url``.
+Secrets are never in this file: the keystore password comes from the environment variable named by
+``password_env`` (or an interactive prompt).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from medledger.errors import ConfigError
+from medledger.files import atomic_write_text
+
+CONFIG_NAME = "node.toml"
+
+
+@dataclass
+class AnchorSettings:
+    max_batch: int = 500
+    max_wait_ms: int = 200
+    confirmations: int = 1
+
+
+@dataclass
+class NodeConfig:
+    """Settings of one institution node. Paths are relative to ``data_dir`` unless absolute."""
+
+    name: str
+    data_dir: Path
+    rpc_url: str = "http://127.0.0.1:8545"
+    database_url: str = ""  # default: sqlite:///<data_dir>/node.db
+    store_url: str = ""  # default: <data_dir>/blobs (local content-addressed store)
+    deployments_dir: str = ""  # default: the project's chain_config/deployments
+    keystore_dir: str = "keystore"
+    password_env: str = "MEDLEDGER_NODE_PASSWORD"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8701
+    max_payload_bytes: int = 512 * 1024 * 1024
+    source_system: str = ""  # default: the node name
+    #: "fast": the node's own strict FHIR checks (types, required elements, references; ~90 µs/record);
+    #: "full": also every fhir.resources model rule (id/code patterns; ~620 µs/record).
+    fhir_validation: str = "fast"
+    anchor: AnchorSettings = field(default_factory=AnchorSettings)
+
+    # resolved views -------------------------------------------------------------------------------------
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'node.db'}"
+
+    @property
+    def blob_store_url(self) -> str:
+        return self.store_url or str(self.data_dir / "blobs")
+
+    @property
+    def keystore_path(self) -> Path:
+        p = Path(self.keystore_dir)
+        return p if p.is_absolute() else self.data_dir / p
+
+    @property
+    def deployments_path(self) -> Path | None:
+        return Path(self.deployments_dir) if self.deployments_dir else None
+
+    @property
+    def source(self) -> str:
+        return self.source_system or self.name
+
+    # persistence ----------------------------------------------------------------------------------------
+    def save(self) -> Path:
+        body = {k: v for k, v in asdict(self).items() if k not in ("data_dir", "anchor")}
+        lines = ["# MedLedger institution node. Secrets are not stored here (see password_env)."]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in body.items()]
+        lines += ["", "[anchor]"] + [f"{k} = {_toml_value(v)}" for k, v in asdict(self.anchor).items()]
+        path = self.data_dir / CONFIG_NAME
+        atomic_write_text(path, "\n".join(lines) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, data_dir: Path) -> NodeConfig:
+        path = data_dir / CONFIG_NAME
+        try:
+            raw = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"no node at {data_dir}: run `medledger node init --data-dir {data_dir}`") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        known = {f.name for f in fields(cls)} - {"data_dir", "anchor"}
+        unknown = set(raw) - known - {"anchor"}
+        if unknown:
+            raise ConfigError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
+        try:
+            anchor = AnchorSettings(**raw.pop("anchor", {}))
+            config = cls(data_dir=data_dir, anchor=anchor, **raw)
+        except TypeError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        if config.fhir_validation not in ("fast", "full"):
+            raise ConfigError(f'{path}: fhir_validation must be "fast" or "full"')
+        return config
+
+    def parse_options(self) -> dict[str, Any]:
+        """Keyword arguments for node.ingest.parse / parse_file under this configuration."""
+        return {"source_system": self.source, "max_bytes": self.max_payload_bytes, "validate": self.fhir_validation}
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'

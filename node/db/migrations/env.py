@@ -1,0 +1,24 @@
+"""Alembic environment of the node schema: runs on the connection medledger.db.upgrade hands over."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import create_engine
+
+from node.db.models import Base
+
+config = context.config
+connection = config.attributes.get("connection")
+
+if connection is None:
+    # Only `alembic revision --autogenerate` during development gets here, with -x url=...
+    url = context.get_x_argument(as_dictionary=True).get("url", "sqlite://")
+    with create_engine(url).connect() as conn:
+        context.configure(connection=conn, target_metadata=Base.metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+else:
+    # render_as_batch: SQLite cannot ALTER most things in place; batch mode copies the table instead.
+    context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()

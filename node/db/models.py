@@ -1,0 +1,192 @@
+"""The node's own database: the local patient directory, the records it holds and the anchoring outbox.
+
+Two rules shape it. The *transactional outbox*: a record row and its ``anchor_outbox`` row are written in the
+same transaction, so a record can never be stored without being queued for anchoring (or queued without being
+stored). The *write-ahead batch*: the anchorer stores a signed ``anchorRecords`` transaction in
+``anchor_batches`` before broadcasting it, so after a crash it can re-send the very same transaction (same
+nonce, same hash) instead of signing a second one that could anchor the records twice.
+
+Outbox invariant: a record has an outbox row exactly while its status is ``queued`` or ``submitted``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: Stable constraint names so later migrations can refer to them on both databases.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ADDR = 42
+HASH = 66
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class RecordState(StrEnum):
+    """Where a record stands on its way to the chain."""
+
+    PENDING_LINK = "pending_link"  # stored; the patient has no ledger address yet, so it cannot be anchored
+    QUEUED = "queued"  # in the outbox, waiting for a batch
+    SUBMITTED = "submitted"  # in a signed batch that was (or is about to be) broadcast
+    CONFIRMED = "confirmed"  # anchored on chain with enough confirmations
+    ERASED = "erased"  # key and ciphertext destroyed (crypto-shredding)
+
+
+class BatchState(StrEnum):
+    SUBMITTED = "submitted"
+    CONFIRMED = "confirmed"
+    FAILED = "failed"  # never mined (reverted or its nonce went to another tx); its records were re-queued
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: dict[Any, Any] = {datetime: DateTime(timezone=True)}
+
+
+class Patient(Base):
+    """A patient as this institution knows them (MRN within an assigning authority), and, once the patient has
+    linked their wallet, their ledger address, their registered X25519 key and the patient KEK (PKEK)."""
+
+    __tablename__ = "patients"
+    __table_args__ = (UniqueConstraint("mrn", "assigning_authority"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    mrn: Mapped[str] = mapped_column(String(64))
+    assigning_authority: Mapped[str] = mapped_column(String(64), default="")
+    family_name: Mapped[str] = mapped_column(String(128), default="")
+    given_name: Mapped[str] = mapped_column(String(128), default="")
+    birth_date: Mapped[str] = mapped_column(String(10), default="")
+    sex: Mapped[str] = mapped_column(String(8), default="")
+    address: Mapped[str | None] = mapped_column(String(ADDR), index=True)
+    encryption_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    #: The PKEK wrapped (AES-KW) under the custodian KEK named by ``kek_id``: how the node wraps new record keys.
+    pkek_wrapped: Mapped[bytes | None] = mapped_column(LargeBinary(64))
+    #: The same PKEK wrapped to ``encryption_key`` (ECIES/X25519): what the patient's wallet unwraps.
+    pkek_for_patient: Mapped[bytes | None] = mapped_column(LargeBinary(128))
+    kek_id: Mapped[str | None] = mapped_column(String(128))
+    linked_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AnchorBatch(Base):
+    """One signed ``anchorRecords`` transaction, persisted before it is broadcast."""
+
+    __tablename__ = "anchor_batches"
+    __table_args__ = (CheckConstraint("status in ('submitted', 'confirmed', 'failed')", name="status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tx_hash: Mapped[str] = mapped_column(String(HASH), unique=True)
+    nonce: Mapped[int] = mapped_column(BigInteger)
+    sender: Mapped[str] = mapped_column(String(ADDR))
+    raw_tx: Mapped[bytes] = mapped_column(LargeBinary)
+    record_count: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=BatchState.SUBMITTED, index=True)
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    broadcasts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Record(Base):
+    """A record this node holds: where its ciphertext is, its commitment, its wrapped keys and anchoring state."""
+
+    __tablename__ = "records"
+    __table_args__ = (
+        CheckConstraint(
+            "status in ('pending_link', 'queued', 'submitted', 'confirmed', 'erased')",
+            name="status",
+        ),
+        Index("ix_records_patient_status", "patient_id", "status"),
+    )
+
+    record_id: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    record_class: Mapped[int] = mapped_column(SmallInteger)
+    type_code: Mapped[str] = mapped_column(String(128))
+    clinical_time: Mapped[datetime | None] = mapped_column()
+    source_system: Mapped[str] = mapped_column(String(128))
+    source_id: Mapped[str] = mapped_column(String(256))
+    media_type: Mapped[str] = mapped_column(String(64))
+    summary: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    cid: Mapped[str] = mapped_column(String(128))
+    commitment: Mapped[bytes] = mapped_column(LargeBinary(32))
+    size: Mapped[int] = mapped_column(BigInteger)
+    #: Record key wrapped (AES-KW) under the custodian KEK ``kek_id``.
+    custodian_key: Mapped[bytes] = mapped_column(LargeBinary(64))
+    kek_id: Mapped[str] = mapped_column(String(128))
+    #: Record key wrapped (AES-KW) under the patient's PKEK; NULL until the patient is linked.
+    patient_key: Mapped[bytes | None] = mapped_column(LargeBinary(64))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("anchor_batches.id"), index=True)
+    tx_hash: Mapped[str | None] = mapped_column(String(HASH))
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AnchorOutbox(Base):
+    """Records waiting to be anchored (queued) or whose batch is not yet confirmed (submitted)."""
+
+    __tablename__ = "anchor_outbox"
+    __table_args__ = (Index("ix_anchor_outbox_order", "enqueued_at", "record_id"),)
+
+    record_id: Mapped[bytes] = mapped_column(
+        LargeBinary(32), ForeignKey("records.record_id", ondelete="CASCADE"), primary_key=True
+    )
+    enqueued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: Batches this record has been part of; > 1 means an earlier batch failed.
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Staff(Base):
+    """Staff of this institution who may use its node API; tokens are kept only as SHA-256 (node.auth)."""
+
+    __tablename__ = "staff"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+__all__ = [
+    "AnchorBatch",
+    "AnchorOutbox",
+    "Base",
+    "BatchState",
+    "Patient",
+    "Record",
+    "RecordState",
+    "Staff",
+    "utcnow",
+]

@@ -1,0 +1,806 @@
+"""FHIR JSON (R4B and R5) → canonical records.
+
+Validation has two levels, chosen per call with ``validate``:
+
+``"fast"``
+    One pass over the parsed JSON against field metadata compiled (once, cached) from the fhir.resources models:
+    every key must be a known element, every value must have the element's JSON type (a string where a number
+    is required is rejected, which pydantic would silently coerce), arrays must be arrays, required elements
+    and one-of-many ``[x]`` choices must be satisfied, dates must match the FHIR date/dateTime/instant/time
+    grammars, and references used for the patient must resolve. This costs a few µs per KiB and is what the
+    node's ingest pipeline uses for throughput.
+``"full"``
+    The fast checks, then complete fhir.resources (pydantic) model validation. Roughly 10-20x slower; it adds
+    the models' remaining rules (value ranges, id/code/uri patterns, enum checks for the few bound elements).
+
+Version rule (documented because R4B and R5 disagree on some elements, e.g. ``Encounter.class``): an explicit
+``fhir_version`` argument wins; else a ``meta.profile`` canonical carrying a version (``|4.3.0``, ``|5.0.0``) or
+a versioned spec URL (``hl7.org/fhir/R4B/``, ``hl7.org/fhir/R5/``) decides; else the resource is checked against
+R5 and, if that fails, against R4B. If both fail, the error of the version that got further is reported.
+
+Bundles (``transaction``, ``collection``, ``document``) are all-or-nothing: every entry is validated and mapped
+before any record is returned, and an entry of an unsupported resource type fails the whole bundle, so a caller
+never stores part of a bundle. A single resource's payload is its original bytes; a bundle entry's payload is the
+canonical JSON of that entry's resource (sorted keys, no insignificant whitespace, decimals written exactly as
+received), because the original bundle bytes cannot be split per entry without re-serialising anyway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from decimal import Decimal
+from typing import Any, Literal
+
+import fhir.resources as fhir_r5
+import fhir.resources.R4B as fhir_r4b
+from pydantic import ValidationError
+
+from medledger.records import MEDIA_FHIR_JSON, CanonicalRecord, PatientIdentity
+from medledger.vocabulary import RecordClass
+from node.ingest.errors import (
+    FHIR_DUPLICATE_KEY,
+    FHIR_INVALID,
+    FHIR_INVALID_JSON,
+    FHIR_MISSING_PATIENT,
+    FHIR_UNSUPPORTED_RESOURCE,
+    FHIR_WRONG_TYPE,
+    IngestError,
+)
+
+Version = Literal["R4B", "R5"]
+Validation = Literal["full", "fast"]
+
+#: Assigning authority used when a patient is known only by a FHIR logical id (``Patient/123``), not a business
+#: identifier: the id is stable within the sending server, so it is usable as an MRN scoped to that source.
+FHIR_LOGICAL_ID_AUTHORITY = "urn:medledger:fhir-logical-id"
+
+SUPPORTED_BUNDLE_TYPES = frozenset({"transaction", "collection", "document"})
+
+# resourceType → (record class, element holding the patient reference)
+_SUPPORTED: dict[str, tuple[RecordClass, str | None]] = {
+    "Patient": (RecordClass.DEMOGRAPHICS, None),
+    "Encounter": (RecordClass.ENCOUNTER, "subject"),
+    "Observation": (RecordClass.LAB, "subject"),
+    "DiagnosticReport": (RecordClass.DIAGNOSTIC_REPORT, "subject"),
+    "DocumentReference": (RecordClass.CLINICAL_NOTE, "subject"),
+    "Composition": (RecordClass.CLINICAL_NOTE, "subject"),
+    "Condition": (RecordClass.CONDITION, "subject"),
+    "MedicationRequest": (RecordClass.MEDICATION, "subject"),
+    "AllergyIntolerance": (RecordClass.ALLERGY, "patient"),
+    "Immunization": (RecordClass.IMMUNIZATION, "patient"),
+    "Procedure": (RecordClass.PROCEDURE, "subject"),
+}
+
+_MODEL_LOOKUP: dict[str, Callable[[str], type]] = {
+    "R5": fhir_r5.get_fhir_model_class,
+    "R4B": fhir_r4b.get_fhir_model_class,
+}
+
+# --- JSON parsing -------------------------------------------------------------------------------------------
+
+
+class _DuplicateKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKeyError(key)
+            seen.add(key)
+    return obj
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def load_json(data: bytes) -> Any:
+    """Parse strictly: duplicate keys, NaN/Infinity and invalid UTF-8 are errors; decimals keep their digits."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        message = f"FHIR JSON is not valid UTF-8 (byte {exc.start})"
+        raise IngestError(FHIR_INVALID_JSON, message, offset=exc.start) from None
+    try:
+        # Decimal keeps "1.50" as written: FHIR decimals carry precision, and the canonical entry JSON must too.
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_float=Decimal, parse_constant=_reject_constant)
+    except _DuplicateKeyError as exc:
+        raise IngestError(FHIR_DUPLICATE_KEY, f"duplicate JSON key {exc.key!r}", key=exc.key) from None
+    except json.JSONDecodeError as exc:
+        raise IngestError(
+            FHIR_INVALID_JSON,
+            f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
+            line=exc.lineno,
+            column=exc.colno,
+        ) from None
+    except ValueError as exc:
+        raise IngestError(FHIR_INVALID_JSON, f"invalid JSON: {exc}") from None
+
+
+def canonical_json(value: Any) -> bytes:
+    """Sorted-key, compact JSON; Decimals are written with their original digits (json.dumps cannot)."""
+    return "".join(_canon(value)).encode()
+
+
+def _canon(value: Any) -> list[str]:
+    out: list[str] = []
+    _canon_into(value, out)
+    return out
+
+
+def _canon_into(value: Any, out: list[str]) -> None:
+    if isinstance(value, dict):
+        out.append("{")
+        first = True
+        for key in sorted(value):
+            if not first:
+                out.append(",")
+            first = False
+            out.append(json.dumps(key, ensure_ascii=False))
+            out.append(":")
+            _canon_into(value[key], out)
+        out.append("}")
+    elif isinstance(value, list):
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(",")
+            _canon_into(item, out)
+        out.append("]")
+    elif isinstance(value, Decimal):
+        out.append(str(value))
+    else:
+        out.append(json.dumps(value, ensure_ascii=False))
+
+
+# --- structural checking against compiled model metadata ---------------------------------------------------
+
+_K_STRING, _K_BOOL, _K_INT, _K_INT64, _K_DECIMAL, _K_DATE, _K_DATETIME, _K_INSTANT, _K_TIME = range(9)
+_K_OBJECT, _K_RESOURCE, _K_COMMENTS = 9, 10, 11
+
+_DATE_RE = re.compile(r"\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?")
+_TZ = r"(Z|[+-]((0\d|1[0-3]):[0-5]\d|14:00))"
+_DATETIME_RE = re.compile(
+    r"\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01])(T([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?" + _TZ + r")?)?)?"
+)
+_INSTANT_RE = re.compile(
+    r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?" + _TZ
+)
+_TIME_RE = re.compile(r"([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?")
+_INT64_RE = re.compile(r"-?\d{1,19}")
+_FORMAT_RES = {_K_DATE: _DATE_RE, _K_DATETIME: _DATETIME_RE, _K_INSTANT: _INSTANT_RE, _K_TIME: _TIME_RE}
+_KIND_NAMES = {
+    _K_STRING: "a string",
+    _K_BOOL: "a boolean",
+    _K_INT: "an integer",
+    _K_INT64: "an integer64 string",
+    _K_DECIMAL: "a number",
+    _K_DATE: "a date string",
+    _K_DATETIME: "a dateTime string",
+    _K_INSTANT: "an instant string",
+    _K_TIME: "a time string",
+    _K_OBJECT: "an object",
+    _K_RESOURCE: "a resource object",
+}
+_META_KINDS = {"Date": _K_DATE, "DateTime": _K_DATETIME, "Instant": _K_INSTANT, "Time": _K_TIME}
+
+
+@dataclass(slots=True)
+class _Field:
+    kind: int
+    is_list: bool
+    model: type | None  # for _K_OBJECT
+
+
+@dataclass(slots=True)
+class _Spec:
+    fields: dict[str, _Field]
+    required: tuple[str, ...]
+    choices: tuple[tuple[str, frozenset[str], bool], ...]
+
+
+class _Fail(Exception):
+    """A structural failure; ``path`` is built innermost-first as the exception unwinds (free on success)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.path: list[str] = []
+
+
+_SPECS: dict[type, _Spec] = {}
+
+
+def _field_from_annotation(annotation: Any) -> _Field:
+    is_list = False
+    ann = annotation
+    while True:
+        origin = typing.get_origin(ann)
+        if origin is typing.Union or origin is types.UnionType:
+            args = [a for a in typing.get_args(ann) if a is not type(None)]
+            ann = args[0]
+        elif origin in (list, typing.List):  # noqa: UP006 - fhir.resources annotates with typing.List
+            is_list = True
+            ann = typing.get_args(ann)[0]
+        else:
+            break
+    metadata: tuple[Any, ...] = ()
+    if typing.get_origin(ann) is typing.Annotated:
+        ann, *meta = typing.get_args(ann)
+        metadata = tuple(meta)
+    meta_names = {type(m).__name__ for m in metadata}
+    if hasattr(ann, "get_model_klass"):
+        model = ann.get_model_klass()
+        if model.__name__ == "Resource" or ann.__name__ == "ResourceType":
+            return _Field(_K_RESOURCE, is_list, None)
+        return _Field(_K_OBJECT, is_list, model)
+    for name, kind in _META_KINDS.items():
+        if name in meta_names:
+            return _Field(kind, is_list, None)
+    if ann is bool:
+        return _Field(_K_BOOL, is_list, None)
+    if ann is int:
+        return _Field(_K_INT64 if "Integer64" in meta_names else _K_INT, is_list, None)
+    if ann is Decimal or ann is float:
+        return _Field(_K_DECIMAL, is_list, None)
+    return _Field(_K_STRING, is_list, None)
+
+
+def _spec_for(model: type) -> _Spec:
+    spec = _SPECS.get(model)
+    if spec is not None:
+        return spec
+    fields: dict[str, _Field] = {}
+    required: list[str] = []
+    choices: dict[str, tuple[list[str], bool]] = {}
+    for name, info in model.model_fields.items():  # type: ignore[attr-defined]
+        alias = info.alias or name
+        if alias == "fhir_comments":
+            fields[alias] = _Field(_K_COMMENTS, False, None)
+            continue
+        fields[alias] = _field_from_annotation(info.annotation)
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        if extra.get("element_required") or info.is_required():
+            required.append(alias)
+        group = extra.get("one_of_many")
+        if isinstance(group, str):
+            members, _ = choices.setdefault(group, ([], bool(extra.get("one_of_many_required"))))
+            members.append(alias)
+    spec = _Spec(fields, tuple(required), tuple((g, frozenset(m), r) for g, (m, r) in choices.items()))
+    _SPECS[model] = spec
+    return spec
+
+
+def _is_resource_model(model: type, version: Version) -> bool:
+    return isinstance(model, type) and issubclass(model, _MODEL_LOOKUP[version]("Resource"))
+
+
+def _is_known_resource_type(rtype: str) -> bool:
+    for version, lookup in _MODEL_LOOKUP.items():
+        try:
+            if _is_resource_model(lookup(rtype), version):  # type: ignore[arg-type]
+                return True
+        except (KeyError, ValueError, ImportError, AttributeError):
+            continue
+    return False
+
+
+class _Checker:
+    """Walks parsed JSON against one FHIR version's models; counts visited nodes to compare failed versions."""
+
+    def __init__(self, version: Version) -> None:
+        self.version = version
+        self.lookup = _MODEL_LOOKUP[version]
+        self.visited = 0
+
+    def resource_model(self, obj: dict[str, Any]) -> type:
+        rtype = obj.get("resourceType")
+        if not isinstance(rtype, str):
+            raise _Fail(FHIR_INVALID, "resourceType must be a string naming a FHIR resource")
+        try:
+            model = self.lookup(rtype)
+        except (KeyError, ValueError, ImportError, AttributeError):
+            raise _Fail(FHIR_INVALID, f"unknown resourceType {rtype!r} in FHIR {self.version}") from None
+        if not _is_resource_model(model, self.version):
+            raise _Fail(FHIR_INVALID, f"{rtype!r} is not a FHIR resource type")
+        return model
+
+    def check_resource(self, obj: Any) -> type:
+        if type(obj) is not dict:
+            raise _Fail(FHIR_WRONG_TYPE, "expected a resource object")
+        model = self.resource_model(obj)
+        self.check_object(obj, model, is_resource=True)
+        return model
+
+    def check_object(self, obj: dict[str, Any], model: type, *, is_resource: bool = False) -> None:
+        self.visited += 1
+        spec = _spec_for(model)
+        fields = spec.fields
+        if not obj:
+            raise _Fail(FHIR_INVALID, "empty object (FHIR forbids empty elements)")
+        for key, value in obj.items():
+            field = fields.get(key)
+            if field is None:
+                if is_resource and key == "resourceType":
+                    continue
+                exc = _Fail(FHIR_INVALID, f"unknown element for {model.__name__}")
+                exc.path.append(key)
+                raise exc
+            try:
+                if field.is_list:
+                    if type(value) is not list:
+                        raise _Fail(FHIR_WRONG_TYPE, f"expected an array, got {_json_type(value)}")
+                    if not value:
+                        raise _Fail(FHIR_INVALID, "empty array (FHIR forbids empty arrays)")
+                    primitive_or_ext = field.kind < _K_OBJECT or key[0] == "_"
+                    for i, item in enumerate(value):
+                        if item is None and primitive_or_ext:
+                            continue  # null placeholders pair primitive arrays with their _extension arrays
+                        try:
+                            self.check_value(item, field)
+                        except _Fail as exc:
+                            exc.path.append(f"[{i}]")
+                            raise
+                else:
+                    if type(value) is list:
+                        raise _Fail(FHIR_WRONG_TYPE, "expected a single value, got an array")
+                    self.check_value(value, field)
+            except _Fail as exc:
+                exc.path.append(key)
+                raise
+        for name in spec.required:
+            if name not in obj and "_" + name not in obj:
+                exc = _Fail(FHIR_INVALID, f"missing required element of {model.__name__}")
+                exc.path.append(name)
+                raise exc
+        for group, members, group_required in spec.choices:
+            present = obj.keys() & members  # set intersection in C: choice groups (Extension.value[x]) are large
+            if len(present) > 1:
+                raise _Fail(FHIR_INVALID, f"more than one {group}[x] given: {', '.join(sorted(present))}")
+            if group_required and not present:
+                raise _Fail(FHIR_INVALID, f"missing required {group}[x] of {model.__name__}")
+
+    def check_value(self, value: Any, field: _Field) -> None:
+        kind = field.kind
+        vtype = type(value)
+        if kind == _K_OBJECT:
+            if vtype is not dict:
+                raise _Fail(FHIR_WRONG_TYPE, f"expected an object, got {_json_type(value)}")
+            self.check_object(value, field.model)  # type: ignore[arg-type]
+        elif kind == _K_STRING or kind in _FORMAT_RES:
+            if vtype is not str:
+                raise _Fail(FHIR_WRONG_TYPE, f"expected {_KIND_NAMES[kind]}, got {_json_type(value)}")
+            if not value.strip():
+                raise _Fail(FHIR_INVALID, "empty string (FHIR forbids empty or blank values)")
+            pattern = _FORMAT_RES.get(kind)
+            if pattern is not None and pattern.fullmatch(value) is None:
+                raise _Fail(FHIR_INVALID, f"not {_KIND_NAMES[kind]} in FHIR format")
+        elif kind == _K_DECIMAL:
+            if vtype is not Decimal and vtype is not int:
+                raise _Fail(FHIR_WRONG_TYPE, f"expected a number, got {_json_type(value)}")
+        elif kind == _K_INT:
+            if vtype is not int:
+                raise _Fail(FHIR_WRONG_TYPE, f"expected an integer, got {_json_type(value)}")
+        elif kind == _K_BOOL:
+            if vtype is not bool:
+                raise _Fail(FHIR_WRONG_TYPE, f"expected a boolean, got {_json_type(value)}")
+        elif kind == _K_INT64:
+            # R5 integer64 is a JSON string (JavaScript numbers lose precision above 2^53); accept a number too.
+            if not (vtype is int or (vtype is str and _INT64_RE.fullmatch(value))):
+                raise _Fail(FHIR_WRONG_TYPE, f"expected an integer64, got {_json_type(value)}")
+        elif kind == _K_RESOURCE:
+            self.check_resource(value)
+        elif kind == _K_COMMENTS and not (vtype is str or (vtype is list and all(type(c) is str for c in value))):
+            raise _Fail(FHIR_WRONG_TYPE, "fhir_comments must be a string or an array of strings")
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | Decimal):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _fail_to_error(exc: _Fail, root: str, version: Version) -> IngestError:
+    path = root + "".join(p if p.startswith("[") else "." + p for p in reversed(exc.path))
+    return IngestError(exc.code, f"{path}: {exc.message} (FHIR {version})", path=path, fhir_version=version)
+
+
+# --- version selection --------------------------------------------------------------------------------------
+
+
+def _version_hint(obj: dict[str, Any]) -> Version | None:
+    meta = obj.get("meta")
+    profiles = meta.get("profile") if isinstance(meta, dict) else None
+    if not isinstance(profiles, list):
+        return None
+    for profile in profiles:
+        if not isinstance(profile, str):
+            continue
+        if "|4.3" in profile or "/fhir/R4B/" in profile:
+            return "R4B"
+        if "|5.0" in profile or "/fhir/R5/" in profile:
+            return "R5"
+    return None
+
+
+def _check_structure(obj: Any, fhir_version: Version | None) -> tuple[Version, type]:
+    """Choose the FHIR version (module docstring rule) and run the structural check; returns (version, model)."""
+    if type(obj) is not dict:
+        raise IngestError(FHIR_INVALID, "FHIR JSON must be an object with a resourceType")
+    rtype = obj.get("resourceType")
+    if not isinstance(rtype, str):
+        raise IngestError(FHIR_INVALID, "resourceType must be a string", path="resourceType")
+    version = fhir_version or _version_hint(obj)
+    candidates: tuple[Version, ...] = (version,) if version else ("R5", "R4B")
+    failures: list[tuple[int, _Fail, Version]] = []
+    for candidate in candidates:
+        checker = _Checker(candidate)
+        try:
+            return candidate, checker.check_resource(obj)
+        except _Fail as exc:
+            failures.append((checker.visited, exc, candidate))
+        except RecursionError:
+            raise IngestError(FHIR_INVALID, f"{rtype}: nesting too deep") from None
+    # The version that walked further before failing is the one the sender most plausibly meant.
+    _, exc, candidate = max(failures, key=lambda f: f[0])
+    raise _fail_to_error(exc, rtype, candidate)
+
+
+def _full_validate(obj: dict[str, Any], model: type, version: Version) -> None:
+    try:
+        model.model_validate(obj)  # type: ignore[attr-defined]
+    except ValidationError as exc:
+        err = exc.errors(include_input=False, include_url=False)[0]
+        loc = obj["resourceType"] + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
+        raise IngestError(
+            FHIR_INVALID,
+            f"{loc}: {err['msg']} (FHIR {version}, {exc.error_count()} error(s))",
+            path=loc,
+            fhir_version=version,
+            errors=exc.error_count(),
+        ) from None
+    except (ValueError, TypeError) as exc:
+        raise IngestError(FHIR_INVALID, f"{obj['resourceType']}: {exc} (FHIR {version})") from None
+
+
+# --- mapping to canonical records ---------------------------------------------------------------------------
+
+
+def _first_code(concept: Any) -> str:
+    """The first coding's code of a CodeableConcept (or R5 CodeableReference.concept / a bare Coding)."""
+    if not isinstance(concept, dict):
+        return ""
+    if "concept" in concept:
+        concept = concept["concept"]
+        if not isinstance(concept, dict):
+            return ""
+    if "code" in concept and "coding" not in concept:
+        return str(concept["code"])
+    for coding in concept.get("coding") or ():
+        if isinstance(coding, dict) and coding.get("code"):
+            return str(coding["code"])
+    return ""
+
+
+def _category_codes(resource: dict[str, Any]) -> set[str]:
+    categories = resource.get("category") or []
+    if isinstance(categories, dict):
+        categories = [categories]
+    return {
+        c.get("code")
+        for cat in categories
+        if isinstance(cat, dict)
+        for c in cat.get("coding") or ()
+        if isinstance(c, dict)
+    }
+
+
+def _type_code(resource: dict[str, Any]) -> str:
+    rtype: str = resource["resourceType"]
+    code = ""
+    if rtype in ("Observation", "DiagnosticReport", "Condition", "Procedure", "AllergyIntolerance"):
+        code = _first_code(resource.get("code"))
+    elif rtype in ("DocumentReference", "Composition"):
+        code = _first_code(resource.get("type"))
+    elif rtype == "Immunization":
+        code = _first_code(resource.get("vaccineCode"))
+    elif rtype == "MedicationRequest":
+        code = _first_code(resource.get("medicationCodeableConcept") or resource.get("medication"))
+    elif rtype == "Encounter":
+        klass = resource.get("class")
+        code = _first_code(klass[0] if isinstance(klass, list) and klass else klass)
+    return f"{rtype}/{code}" if code else rtype
+
+
+_TIME_ELEMENTS: dict[str, tuple[str, ...]] = {
+    "Observation": ("effectiveDateTime", "effectiveInstant", "effectivePeriod", "effectiveTiming", "issued"),
+    "DiagnosticReport": ("effectiveDateTime", "effectivePeriod", "issued"),
+    "Encounter": ("actualPeriod", "period"),
+    "Condition": ("onsetDateTime", "onsetPeriod", "recordedDate"),
+    "Procedure": ("occurrenceDateTime", "occurrencePeriod", "performedDateTime", "performedPeriod"),
+    "Immunization": ("occurrenceDateTime",),
+    "MedicationRequest": ("authoredOn",),
+    "AllergyIntolerance": ("onsetDateTime", "onsetPeriod", "recordedDate"),
+    "DocumentReference": ("date",),
+    "Composition": ("date",),
+}
+
+
+def parse_fhir_datetime(value: str, assume_tz: tzinfo = UTC) -> datetime:
+    """FHIR date/dateTime/instant → aware UTC datetime; partial dates take their first instant in ``assume_tz``."""
+    if "T" in value:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    parts = [int(p) for p in value.split("-")]
+    year, month, day = parts[0], parts[1] if len(parts) > 1 else 1, parts[2] if len(parts) > 2 else 1
+    return datetime(year, month, day, tzinfo=assume_tz).astimezone(UTC)
+
+
+def _clinical_time(resource: dict[str, Any], assume_tz: tzinfo) -> datetime | None:
+    for element in _TIME_ELEMENTS.get(resource["resourceType"], ()):
+        value = resource.get(element)
+        if isinstance(value, dict):
+            value = value.get("start") or (value.get("event") or [None])[0]
+        if isinstance(value, str):
+            return parse_fhir_datetime(value, assume_tz)
+    if resource["resourceType"] == "DocumentReference":
+        context = resource.get("context")
+        if isinstance(context, dict) and isinstance(context.get("period"), dict):  # R4B DocumentReference
+            start = context["period"].get("start")
+            if isinstance(start, str):
+                return parse_fhir_datetime(start, assume_tz)
+    return None
+
+
+def _identity_from_patient(patient: dict[str, Any]) -> PatientIdentity:
+    identifiers = [i for i in patient.get("identifier") or () if isinstance(i, dict) and i.get("value")]
+    chosen = next(
+        (i for i in identifiers if any(c.get("code") == "MR" for c in (i.get("type") or {}).get("coding") or ())),
+        identifiers[0] if identifiers else None,
+    )
+    if chosen is not None:
+        mrn, authority = str(chosen["value"]), str(chosen.get("system") or "")
+    elif patient.get("id"):
+        mrn, authority = str(patient["id"]), FHIR_LOGICAL_ID_AUTHORITY
+    else:
+        message = "Patient has neither an identifier nor an id"
+        raise IngestError(FHIR_MISSING_PATIENT, message, path="Patient.identifier")
+    names = [n for n in patient.get("name") or () if isinstance(n, dict)]
+    name = next((n for n in names if n.get("use") == "official"), names[0] if names else {})
+    given = name.get("given") or []
+    return PatientIdentity(
+        mrn=mrn,
+        assigning_authority=authority,
+        family_name=str(name.get("family") or ""),
+        given_name=" ".join(str(g) for g in given if g),
+        birth_date=str(patient.get("birthDate") or ""),
+        sex=str(patient.get("gender") or ""),
+    )
+
+
+def _identity_from_reference(
+    resource: dict[str, Any], element: str, patients: dict[str, PatientIdentity]
+) -> PatientIdentity:
+    rtype = resource["resourceType"]
+    ref = resource.get(element)
+    if not isinstance(ref, dict):
+        raise IngestError(FHIR_MISSING_PATIENT, f"{rtype}.{element}: no patient reference", path=f"{rtype}.{element}")
+    literal = ref.get("reference")
+    if isinstance(literal, str):
+        if literal in patients:
+            return patients[literal]
+        kind, _, ident = literal.rpartition("/")
+        if kind.rsplit("/", 1)[-1] != "Patient" or not ident:
+            raise IngestError(
+                FHIR_MISSING_PATIENT,
+                f"{rtype}.{element}.reference: must refer to a Patient (Patient/<id> or a bundle Patient entry)",
+                path=f"{rtype}.{element}.reference",
+            )
+        if "Patient/" + ident in patients:
+            return patients["Patient/" + ident]
+    identifier = ref.get("identifier")
+    if isinstance(identifier, dict) and identifier.get("value"):
+        return PatientIdentity(mrn=str(identifier["value"]), assigning_authority=str(identifier.get("system") or ""))
+    if isinstance(literal, str):
+        return PatientIdentity(mrn=literal.rpartition("/")[2], assigning_authority=FHIR_LOGICAL_ID_AUTHORITY)
+    raise IngestError(
+        FHIR_MISSING_PATIENT,
+        f"{rtype}.{element}: reference has neither a reference nor an identifier",
+        path=f"{rtype}.{element}",
+    )
+
+
+def _record_class(resource: dict[str, Any]) -> RecordClass:
+    rtype = resource["resourceType"]
+    record_class = _SUPPORTED[rtype][0]
+    if (
+        rtype == "Observation"
+        and "vital-signs" in _category_codes(resource)
+        and "laboratory" not in _category_codes(resource)
+    ):
+        return RecordClass.VITAL_SIGNS
+    if rtype == "DiagnosticReport" and _category_codes(resource) & {"imaging", "RAD", "LP29684-5"}:
+        return RecordClass.IMAGING
+    return record_class
+
+
+def _to_record(
+    resource: dict[str, Any],
+    *,
+    patients: dict[str, PatientIdentity],
+    source_system: str,
+    source_id: str,
+    payload: bytes,
+    version: Version,
+    assume_tz: tzinfo,
+) -> CanonicalRecord:
+    rtype = resource["resourceType"]
+    if rtype == "Patient":
+        patient = _identity_from_patient(resource)
+    else:
+        element = _SUPPORTED[rtype][1]
+        assert element is not None
+        patient = _identity_from_reference(resource, element, patients)
+    summary = {"resource_type": rtype, "fhir_version": version}
+    status = resource.get("status")
+    if isinstance(status, str):
+        summary["status"] = status
+    return CanonicalRecord(
+        patient=patient,
+        record_class=_record_class(resource),
+        type_code=_type_code(resource),
+        clinical_time=_clinical_time(resource, assume_tz),
+        source_system=source_system,
+        source_id=source_id,
+        media_type=MEDIA_FHIR_JSON,
+        payload=payload,
+        summary=summary,
+    )
+
+
+def _require_supported(rtype: str, path: str) -> None:
+    if rtype not in _SUPPORTED:
+        raise IngestError(
+            FHIR_UNSUPPORTED_RESOURCE,
+            f"{path}: resource type {rtype} is not ingested; supported: Bundle, {', '.join(sorted(_SUPPORTED))}",
+            path=path,
+            resource_type=rtype,
+        )
+
+
+def _content_id(rtype: str, payload: bytes) -> str:
+    return f"{rtype}/sha256:{hashlib.sha256(payload).hexdigest()}"
+
+
+def parse_fhir(
+    data: bytes,
+    *,
+    source_system: str = "",
+    validate: Validation = "full",
+    fhir_version: Version | None = None,
+    assume_tz: tzinfo = UTC,
+) -> list[CanonicalRecord]:
+    """Parse one FHIR JSON resource or Bundle into canonical records (see the module docstring for the rules).
+
+    ``assume_tz`` applies only to date-only values (dateTimes with a time carry their own offset in FHIR).
+    """
+    if validate not in ("full", "fast"):
+        raise ValueError(f"validate must be 'full' or 'fast', not {validate!r}")
+    obj = load_json(data)
+    if type(obj) is not dict or not isinstance(obj.get("resourceType"), str):
+        raise IngestError(FHIR_INVALID, "FHIR JSON must be an object with a string resourceType", path="resourceType")
+    rtype = obj["resourceType"]
+    if rtype != "Bundle":
+        # Reject unsupported types before the (costlier) structural check, but only for real resource types:
+        # an unknown name is a schema error, not merely an unsupported one.
+        if rtype not in _SUPPORTED and _is_known_resource_type(rtype):
+            _require_supported(rtype, rtype)
+        version, model = _check_structure(obj, fhir_version)
+        if validate == "full":
+            _full_validate(obj, model, version)
+        source_id = f"{rtype}/{obj['id']}" if obj.get("id") else _content_id(rtype, data)
+        return [
+            _to_record(
+                obj,
+                patients={},
+                source_system=source_system,
+                source_id=source_id,
+                payload=data,
+                version=version,
+                assume_tz=assume_tz,
+            )
+        ]
+    return _parse_bundle(obj, source_system, validate, fhir_version, assume_tz)
+
+
+def _parse_bundle(
+    bundle: dict[str, Any], source_system: str, validate: Validation, fhir_version: Version | None, assume_tz: tzinfo
+) -> list[CanonicalRecord]:
+    btype = bundle.get("type")
+    if btype not in SUPPORTED_BUNDLE_TYPES:
+        raise IngestError(
+            FHIR_UNSUPPORTED_RESOURCE,
+            f"Bundle.type {btype!r} is not ingested; supported: {', '.join(sorted(SUPPORTED_BUNDLE_TYPES))}",
+            path="Bundle.type",
+        )
+    # Type gate first: an unsupported entry is reported as such even if it would also fail the schema check.
+    entries = bundle.get("entry")
+    if not isinstance(entries, list) or not entries:
+        raise IngestError(FHIR_INVALID, "Bundle has no entries", path="Bundle.entry")
+    for i, entry in enumerate(entries):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+            raise IngestError(FHIR_INVALID, f"Bundle.entry[{i}].resource: missing", path=f"Bundle.entry[{i}].resource")
+        if _is_known_resource_type(resource["resourceType"]):
+            _require_supported(resource["resourceType"], f"Bundle.entry[{i}].resource")
+    version, model = _check_structure(bundle, fhir_version)
+    if validate == "full":
+        _full_validate(bundle, model, version)
+
+    # Patients first, so clinical entries can resolve their subject by fullUrl or Patient/<id> in any order.
+    patients: dict[str, PatientIdentity] = {}
+    for entry in entries:
+        resource = entry["resource"]
+        if resource["resourceType"] == "Patient":
+            identity = _identity_from_patient(resource)
+            if entry.get("fullUrl"):
+                patients[entry["fullUrl"]] = identity
+            if resource.get("id"):
+                patients["Patient/" + resource["id"]] = identity
+
+    records: list[CanonicalRecord] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(entries):
+        resource = entry["resource"]
+        payload = canonical_json(resource)
+        rtype = resource["resourceType"]
+        if entry.get("fullUrl"):
+            source_id = entry["fullUrl"]
+        elif resource.get("id"):
+            source_id = f"{rtype}/{resource['id']}"
+        else:
+            source_id = _content_id(rtype, payload)
+        if source_id in seen:
+            raise IngestError(
+                FHIR_INVALID,
+                f"Bundle.entry[{i}]: duplicate entry id (fullUrl or type/id) within the bundle",
+                path=f"Bundle.entry[{i}]",
+            )
+        seen.add(source_id)
+        try:
+            records.append(
+                _to_record(
+                    resource,
+                    patients=patients,
+                    source_system=source_system,
+                    source_id=source_id,
+                    payload=payload,
+                    version=version,
+                    assume_tz=assume_tz,
+                )
+            )
+        except IngestError as exc:
+            path = f"Bundle.entry[{i}].resource"
+            raise IngestError(exc.code, f"{path}: {exc.message}", **{**exc.details, "entry": i}) from None
+    return records

@@ -1,0 +1,340 @@
+"""HL7 v2 (ER7) messages → canonical records.
+
+Supported: ADT^A01/A04/A08 (demographics), ORU^R01 (lab results), MDM^T02 (clinical notes); one record per message.
+
+Structure is validated here, not by hl7apy: hl7apy silently regroups out-of-order segments and drops Z-segments,
+so a message it accepts may not be what the sender meant. We split segments ourselves, check delimiters and the
+segment order against the abstract message structure (v2.5.1, Z-segments allowed anywhere after MSH), and use
+hl7apy only to read fields of individual segments. The payload is the original bytes exactly as received,
+including any MLLP framing or BOM: the ledger commits to what the sender produced.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from typing import Any
+
+from hl7apy import SUPPORTED_LIBRARIES
+from hl7apy.exceptions import HL7apyException
+from hl7apy.parser import parse_segment
+
+from medledger.records import MEDIA_HL7V2, CanonicalRecord, PatientIdentity
+from medledger.vocabulary import RecordClass
+from node.ingest.detect import strip_text_framing
+from node.ingest.errors import (
+    HL7_BAD_DELIMITERS,
+    HL7_INVALID,
+    HL7_MISSING_MSH,
+    HL7_MISSING_PATIENT_ID,
+    HL7_SEGMENT_ORDER,
+    HL7_UNSUPPORTED_MESSAGE,
+    IngestError,
+)
+
+
+@dataclass(frozen=True)
+class _Structure:
+    name: str
+    record_class: RecordClass
+    order: re.Pattern[str]  # over the concatenated 3-letter segment ids, Z-segments removed
+    expected: str  # the order in HL7 notation, for error messages
+
+
+# Abstract message structures of v2.5.1 (chapters 3, 7, 9), reduced to the segments a sender may use; every
+# token is exactly three letters, so matching the concatenated ids with these patterns cannot misalign.
+_ADT_A01 = _Structure(
+    "ADT_A01",
+    RecordClass.DEMOGRAPHICS,
+    re.compile(
+        r"MSH(SFT)*(UAC)?EVNPID(PD1)?(ROL)*(NK1)*PV1(PV2)?(ROL)*(DB1)*(OBX)*(AL1)*(DG1)*(DRG)?(PR1(ROL)*)*"
+        r"(GT1)*(IN1(IN2)?(IN3)*(ROL)*)*(ACC)?(UB1)?(UB2)?(PDA)?"
+    ),
+    "MSH [SFT] EVN PID [PD1] [NK1] PV1 [PV2] [OBX] [AL1] [DG1] [PR1] [GT1] [IN1 [IN2] [IN3]] ...",
+)
+_ORU_R01 = _Structure(
+    "ORU_R01",
+    RecordClass.LAB,
+    re.compile(
+        r"MSH(SFT)*PID(PD1)?(NTE)*(NK1)*(PV1(PV2)?)?"
+        r"((ORC)?OBR(NTE)*(TQ1(TQ2)*)*(CTD)?(OBX(NTE)*)*(FT1)*(CTI)*(SPM(OBX)*)*)+(DSC)?"
+    ),
+    "MSH [SFT] PID [PD1] [NTE] [NK1] [PV1 [PV2]] {[ORC] OBR [NTE] [TQ1] [CTD] {OBX [NTE]} [SPM]} [DSC]",
+)
+_MDM_T02 = _Structure(
+    "MDM_T02",
+    RecordClass.CLINICAL_NOTE,
+    re.compile(r"MSH(SFT)*EVNPIDPV1(ORC(TQ1(TQ2)*)*OBR(NTE)*)*(CON)*TXA(OBX(NTE)*)+"),
+    "MSH [SFT] EVN PID PV1 [{ORC [TQ1] OBR [NTE]}] [CON] TXA {OBX [NTE]}",
+)
+_MESSAGES: dict[tuple[str, str], _Structure] = {
+    ("ADT", "A01"): _ADT_A01,
+    ("ADT", "A04"): _ADT_A01,
+    ("ADT", "A08"): _ADT_A01,
+    ("ORU", "R01"): _ORU_R01,
+    ("MDM", "T02"): _MDM_T02,
+}
+
+_SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
+_SEGMENT_SPLIT = re.compile(r"\r\n|\r|\n")
+_HL7_TS = re.compile(r"(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\.\d{1,4})?([+-]\d{4})?")
+# MSH-18 values (HL7 table 0211) → Python codecs; unlisted or absent means UTF-8 (ASCII-compatible).
+_CHARSETS = {"ASCII": "ascii", "8859/1": "latin-1", "8859/15": "iso8859-15", "UNICODE UTF-8": "utf-8"}
+
+
+def _fail(code: str, message: str, **details: Any) -> IngestError:
+    return IngestError(code, message, **details)
+
+
+def parse_hl7_timestamp(value: str, assume_tz: tzinfo = UTC) -> datetime | None:
+    """HL7 DTM/TS (``YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]``) → aware UTC datetime; no offset means ``assume_tz``."""
+    match = _HL7_TS.fullmatch(value.strip())
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    try:
+        moment = datetime(
+            int(year),
+            int(month or 1),
+            int(day or 1),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+            int(float(fraction) * 1_000_000) if fraction else 0,
+            tzinfo=assume_tz,
+        )
+    except ValueError:
+        return None
+    if offset:
+        sign = 1 if offset[0] == "+" else -1
+        minutes = sign * (int(offset[1:3]) * 60 + int(offset[3:5]))
+        moment = moment.replace(tzinfo=timezone(timedelta(minutes=minutes)))
+    return moment.astimezone(UTC)
+
+
+def _decode(body: bytes) -> str:
+    # MSH-18 is itself in the message: find it on the ASCII-compatible first line before choosing the codec.
+    first_line = _SEGMENT_SPLIT.split(body.decode("latin-1"), maxsplit=1)[0]
+    charset = ""
+    if len(first_line) > 3:
+        fields = first_line.split(first_line[3])
+        if len(fields) > 17:
+            charset = fields[17].split(first_line[4] if len(first_line) > 4 else "^")[0].strip()
+    codec = _CHARSETS.get(charset.upper(), "utf-8")
+    try:
+        return body.decode(codec)
+    except UnicodeDecodeError as exc:
+        raise _fail(
+            HL7_INVALID, f"message is not valid {codec} (MSH-18 {charset or 'absent'}) at byte {exc.start}"
+        ) from None
+
+
+def _delimiters(msh: str) -> dict[str, str]:
+    if len(msh) < 8:
+        raise _fail(HL7_BAD_DELIMITERS, "MSH segment too short to hold MSH-1 and MSH-2")
+    field_sep = msh[3]
+    if field_sep.isalnum() or field_sep.isspace() or not field_sep.isprintable():
+        raise _fail(HL7_BAD_DELIMITERS, f"MSH-1 field separator {field_sep!r} must be a printable non-alphanumeric")
+    encoding = msh[4:].split(field_sep, 1)[0]
+    if len(encoding) not in (4, 5):
+        raise _fail(HL7_BAD_DELIMITERS, f"MSH-2 must be 4 encoding characters (5 with truncation), got {len(encoding)}")
+    if len(set(encoding)) != len(encoding) or field_sep in encoding:
+        raise _fail(
+            HL7_BAD_DELIMITERS, f"MSH-2 encoding characters {encoding!r} must be distinct from each other and MSH-1"
+        )
+    if any(c.isalnum() or c.isspace() or not c.isprintable() for c in encoding):
+        raise _fail(HL7_BAD_DELIMITERS, f"MSH-2 encoding characters {encoding!r} must be printable non-alphanumerics")
+    return {
+        "FIELD": field_sep,
+        "COMPONENT": encoding[0],
+        "REPETITION": encoding[1],
+        "ESCAPE": encoding[2],
+        "SUBCOMPONENT": encoding[3],
+        "GROUP": "\r",
+        "SEGMENT": "\r",
+    }
+
+
+def _field(segment: str, index: int, delims: dict[str, str]) -> str:
+    """Raw field ``index`` (MSH counts MSH-1 as the separator itself, per the standard)."""
+    fields = segment.split(delims["FIELD"])
+    position = index - 1 if segment.startswith("MSH") else index
+    return fields[position] if position < len(fields) else ""
+
+
+def _component(value: str, index: int, delims: dict[str, str]) -> str:
+    first_repetition = value.split(delims["REPETITION"], 1)[0]
+    components = first_repetition.split(delims["COMPONENT"])
+    return components[index - 1] if index - 1 < len(components) else ""
+
+
+def parse_hl7(data: bytes, *, source_system: str = "", assume_tz: tzinfo = UTC) -> list[CanonicalRecord]:
+    """Parse one HL7 v2 message (optionally MLLP-framed) into one canonical record."""
+    body = strip_text_framing(data).rstrip(b" \t\r\n")
+    if body.endswith(b"\x1c"):
+        body = body[:-1].rstrip(b" \t\r\n")
+    text = _decode(body)
+    segments = [s for s in _SEGMENT_SPLIT.split(text) if s.strip()]
+    if not segments or not segments[0].startswith("MSH"):
+        found = segments[0][:3] if segments else "nothing"
+        raise _fail(HL7_MISSING_MSH, f"message must start with an MSH segment, found {found!r}")
+    delims = _delimiters(segments[0])
+    ids: list[str] = []
+    for number, segment in enumerate(segments, start=1):
+        seg_id = segment[:3]
+        if not _SEGMENT_ID.fullmatch(seg_id) or (len(segment) > 3 and segment[3] != delims["FIELD"]):
+            raise _fail(HL7_INVALID, f"segment {number}: invalid segment id or missing field separator", segment=number)
+        ids.append(seg_id)
+    if "MSH" in ids[1:]:
+        raise _fail(HL7_INVALID, "more than one MSH segment: batches must be split before ingest")
+
+    msh = segments[0]
+    message_type = _field(msh, 9, delims)
+    msg_code, event = _component(message_type, 1, delims), _component(message_type, 2, delims)
+    structure = _MESSAGES.get((msg_code, event))
+    if structure is None:
+        raise _fail(
+            HL7_UNSUPPORTED_MESSAGE,
+            f"message type {msg_code}^{event} is not ingested; supported: ADT^A01/A04/A08, ORU^R01, MDM^T02",
+            message_type=f"{msg_code}^{event}",
+        )
+    declared = _component(message_type, 3, delims)
+    if declared and declared != structure.name:
+        raise _fail(
+            HL7_UNSUPPORTED_MESSAGE,
+            f"MSH-9.3 structure {declared} does not match {msg_code}^{event} ({structure.name})",
+        )
+    version = _component(_field(msh, 12, delims), 1, delims)
+    if version not in SUPPORTED_LIBRARIES:
+        raise _fail(HL7_UNSUPPORTED_MESSAGE, f"MSH-12 version {version!r} is not a supported HL7 v2 version")
+    control_id = _field(msh, 10, delims).strip()
+    if not control_id:
+        raise _fail(HL7_INVALID, "MSH-10 message control id is empty: it is needed to identify the message")
+
+    if ids.count("PID") == 0:
+        raise _fail(HL7_MISSING_PATIENT_ID, f"{msg_code}^{event} has no PID segment")
+    if ids.count("PID") > 1:
+        raise _fail(HL7_UNSUPPORTED_MESSAGE, "message holds more than one PID (several patients): split it first")
+    standard_ids = [i for i in ids if not i.startswith("Z")]
+    if structure.order.fullmatch("".join(standard_ids)) is None:
+        raise _fail(
+            HL7_SEGMENT_ORDER,
+            f"{msg_code}^{event} segments out of order or missing: got {' '.join(standard_ids)}; "
+            f"expected {structure.expected}",
+            segments=standard_ids,
+        )
+
+    parsed = _Parsed(segments, ids, delims, version)
+    patient = _patient(parsed)
+    sending_app = _component(_field(msh, 3, delims), 1, delims)
+    sending_facility = _component(_field(msh, 4, delims), 1, delims)
+    message_time = _field(msh, 7, delims)
+    type_code = f"{msg_code}^{event}"
+    summary = {"message_type": f"{msg_code}^{event}", "hl7_version": version}
+    times: list[str] = []
+    if structure is _ORU_R01:
+        obr = parsed.get("OBR")
+        code = _component(_field(obr, 4, delims), 1, delims)
+        if code:
+            type_code = code
+            summary["obr4"] = code
+        times = [_field(obr, 7, delims)] + [_field(s, 14, delims) for s in parsed.all("OBX")]
+    elif structure is _MDM_T02:
+        txa = parsed.get("TXA")
+        doc_type = _component(_field(txa, 2, delims), 1, delims)
+        if doc_type:
+            type_code = doc_type
+            summary["document_type"] = doc_type
+        times = [_field(txa, 4, delims), _field(txa, 6, delims)]
+    else:
+        evn = parsed.get("EVN")
+        times = [_field(evn, 6, delims), _field(evn, 2, delims)]
+    clinical_time = None
+    for candidate in [*times, message_time]:
+        if candidate.strip():
+            clinical_time = parse_hl7_timestamp(_component(candidate, 1, delims), assume_tz)
+            if clinical_time is None:
+                raise _fail(
+                    HL7_INVALID, "invalid HL7 timestamp in a date/time field (expected YYYYMMDD[HHMM[SS]][+ZZZZ])"
+                )
+            break
+    return [
+        CanonicalRecord(
+            patient=patient,
+            record_class=structure.record_class,
+            type_code=type_code,
+            clinical_time=clinical_time,
+            source_system=source_system,
+            source_id=f"{sending_app}|{sending_facility}|{control_id}",
+            media_type=MEDIA_HL7V2,
+            payload=data,
+            summary=summary,
+        )
+    ]
+
+
+@dataclass
+class _Parsed:
+    segments: list[str]
+    ids: list[str]
+    delims: dict[str, str]
+    version: str
+
+    def get(self, seg_id: str) -> str:
+        return self.segments[self.ids.index(seg_id)]
+
+    def all(self, seg_id: str) -> list[str]:
+        return [s for s, i in zip(self.segments, self.ids, strict=True) if i == seg_id]
+
+    def hl7apy_segment(self, seg_id: str) -> Any:
+        """Parse one segment with hl7apy for typed field access (it validates field structure as it goes)."""
+        try:
+            return parse_segment(self.get(seg_id), version=self.version, encoding_chars=self.delims)
+        except HL7apyException as exc:
+            raise _fail(HL7_INVALID, f"{seg_id} segment rejected by hl7apy: {type(exc).__name__}") from None
+
+
+def _patient(parsed: _Parsed) -> PatientIdentity:
+    pid = parsed.hl7apy_segment("PID")
+    chosen = None
+    for repetition in pid.pid_3:
+        if not repetition.cx_1.to_er7().strip():
+            continue
+        if repetition.cx_5.to_er7() == "MR":
+            chosen = repetition
+            break
+        chosen = chosen or repetition
+    if chosen is None:
+        raise _fail(HL7_MISSING_PATIENT_ID, "PID-3 patient identifier list has no identifier (MRN) value")
+    authority_hd = chosen.cx_4
+    authority = authority_hd.hd_1.to_er7() or authority_hd.hd_2.to_er7()
+    name = pid.pid_5[0] if pid.pid_5 else None
+    family = given = ""
+    if name is not None:
+        family = name.xpn_1.fn_1.to_er7() if name.xpn_1.children else ""
+        given = " ".join(p for p in (name.xpn_2.to_er7(), name.xpn_3.to_er7()) if p)
+    birth = pid.pid_7.to_er7()[:8] if pid.pid_7 else ""
+    birth_iso = "-".join(p for p in (birth[:4], birth[4:6], birth[6:8]) if p)
+    return PatientIdentity(
+        mrn=_unescape(chosen.cx_1.to_er7(), parsed.delims),
+        assigning_authority=_unescape(authority, parsed.delims),
+        family_name=_unescape(family, parsed.delims),
+        given_name=_unescape(given, parsed.delims),
+        birth_date=birth_iso,
+        sex=pid.pid_8.to_er7() if pid.pid_8 else "",
+    )
+
+
+def _unescape(value: str, delims: dict[str, str]) -> str:
+    esc = delims["ESCAPE"]
+    if esc not in value:
+        return value
+    table = {
+        "F": delims["FIELD"],
+        "S": delims["COMPONENT"],
+        "R": delims["REPETITION"],
+        "E": esc,
+        "T": delims["SUBCOMPONENT"],
+    }
+    return re.sub(re.escape(esc) + r"([FSRET])" + re.escape(esc), lambda m: table[m.group(1)], value)

@@ -1,0 +1,103 @@
+"""The node's composition root: opens the keystore, database, blob store and chain connection once and hands
+the services to the CLI and the HTTP API. Nothing else constructs these, so both surfaces behave the same.
+
+The chain is connected lazily: ingest works while the chain is down (records wait in the outbox), only
+anchoring and membership checks need it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from medledger.chain.deploy import Contracts, DeploymentManifest, manifest_path
+from medledger.chain.rpc import JsonRpcClient
+from medledger.chain.sender import TransactionSender
+from medledger.errors import ConfigError
+from node.anchorer import Anchorer
+from node.config import NodeConfig
+from node.db import open_node_db
+from node.directory import PatientDirectory
+from node.keystore import LocalKeystore
+from node.pipeline import IngestPipeline
+from node.storage import BlobStore, open_store
+
+
+def read_password(env_name: str, *, confirm: bool = False) -> str:
+    """The keystore password from ``env_name``, else an interactive prompt (never echoed)."""
+    value = os.environ.get(env_name)
+    if value:
+        return value
+    if not os.isatty(0):
+        raise ConfigError(f"set {env_name} (no terminal to prompt for the keystore password)")
+    first = getpass.getpass("Keystore password: ")
+    if confirm and getpass.getpass("Repeat password: ") != first:
+        raise ConfigError("passwords differ")
+    if not first:
+        raise ConfigError("empty password")
+    return first
+
+
+@dataclass
+class NodeServices:
+    config: NodeConfig
+    keystore: LocalKeystore
+    engine: Engine
+    sessions: sessionmaker[Session]
+    store: BlobStore
+    _rpc: JsonRpcClient | None = field(default=None, repr=False)
+
+    @classmethod
+    def open(cls, data_dir: Path, *, password: str | None = None) -> NodeServices:
+        config = NodeConfig.load(data_dir)
+        keystore = LocalKeystore.open(config.keystore_path, password or read_password(config.password_env))
+        engine, sessions = open_node_db(config.db_url)
+        return cls(config, keystore, engine, sessions, open_store(config.blob_store_url))
+
+    @property
+    def address(self) -> str:
+        return self.keystore.address
+
+    @cached_property
+    def pipeline(self) -> IngestPipeline:
+        return IngestPipeline(self.sessions, self.store, self.keystore.kek, self.address)
+
+    @cached_property
+    def directory(self) -> PatientDirectory:
+        return PatientDirectory(self.sessions, self.keystore.kek)
+
+    # chain ------------------------------------------------------------------------------------------------
+    @property
+    def rpc(self) -> JsonRpcClient:
+        if self._rpc is None:
+            self._rpc = JsonRpcClient(self.config.rpc_url)
+        return self._rpc
+
+    @cached_property
+    def manifest(self) -> DeploymentManifest:
+        return DeploymentManifest.load(manifest_path(self.rpc.chain_id(), self.config.deployments_path))
+
+    @cached_property
+    def contracts(self) -> Contracts:
+        return Contracts.from_manifest(self.rpc, self.manifest, TransactionSender(self.rpc, self.keystore.account))
+
+    def anchorer(self) -> Anchorer:
+        a = self.config.anchor
+        return Anchorer(
+            self.sessions,
+            self.contracts.records,
+            max_batch=a.max_batch,
+            max_wait_ms=a.max_wait_ms,
+            confirmations=a.confirmations,
+        )
+
+    def close(self) -> None:
+        if self._rpc is not None:
+            self._rpc.close()
+        self.engine.dispose()
