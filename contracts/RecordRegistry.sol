@@ -11,7 +11,7 @@ import {Roles} from "./utils/Roles.sol";
 /// @notice Anchors commitments to off-chain encrypted health records, in batches, so any member or auditor can
 /// later prove a record existed unchanged since a block. Also anchors Merkle roots of high-volume data
 /// (wearable readings, self-test reports) and records amendments and erasures (crypto-shredding).
-/// @dev The commitment is keccak256 over the record's ciphertext (AES-256-GCM with a fresh random key per
+/// @dev The commitment is SHA-256 over the record's ciphertext (AES-256-GCM with a fresh random key per
 /// record), never over plaintext: a bare plaintext hash of a low-entropy record (a test result, a
 /// diagnosis code) could be confirmed by guessing. The chain stores only which custodian holds a record id,
 /// its class and status; commitments and patients live in events, which are the ledger of record.
@@ -27,7 +27,7 @@ contract RecordRegistry is MemberGated {
     /// @notice One record to anchor.
     /// @param recordId Globally unique id chosen by the custodian (see docs/contracts.md for its derivation).
     /// @param patient The patient's ledger address.
-    /// @param commitment keccak256 of the record's ciphertext.
+    /// @param commitment sha256 of the record's ciphertext (also the digest inside its raw CIDv1).
     /// @param recordClass Record class code (1..255; see medledger.vocabulary.RecordClass).
     /// @param clinicalTime Unix time of the clinical event the record describes (0 if unknown).
     struct RecordAnchor {

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from eth_utils import keccak, to_canonical_address
+from eth_utils import keccak
 
+from medledger.addresses import address_bytes
 from medledger.vocabulary import RecordClass
 
 MEDIA_HL7V2 = "application/hl7-v2"
@@ -22,7 +23,7 @@ MEDIA_FHIR_JSON = "application/fhir+json"
 def record_id_for(custodian: str, source_system: str, source_id: str) -> bytes:
     """The 32-byte id of a source record held by ``custodian`` (an address)."""
     sep = b"\x1f"  # unit separator: cannot occur in either text part, so the parts cannot run together
-    return keccak(to_canonical_address(custodian) + source_system.encode() + sep + source_id.encode())
+    return keccak(address_bytes(custodian) + source_system.encode() + sep + source_id.encode())
 
 
 @dataclass(frozen=True)

@@ -166,6 +166,10 @@ class Anchorer:
             for name in ("batches", "submitted", "confirmed", "requeued", "rebroadcast"):
                 setattr(total, name, getattr(total, name) + getattr(step, name))
             total.chain_down = step.chain_down
+            if step.chain_down:
+                # Draining is a one-shot catch-up; with the chain unreachable the records stay queued or
+                # submitted for the next run (run() is the loop that waits for the chain to come back).
+                break
             if step.idle:
                 threading.Event().wait(poll_interval)
         return total

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from eth_utils import is_address, to_checksum_address
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from medledger.cli_support import console, err_console, handles_errors, print_json
 from medledger.errors import ConfigError, InputError, MedLedgerError
+from medledger.redact import redact_url
+from node.anchorer import AnchorStep
 from node.auth import StaffRole, create_staff, revoke_staff
 from node.config import NodeConfig
 from node.db import open_node_db
 from node.ingest import parse_file
 from node.keystore import LocalKeystore
 from node.service import NodeServices, read_password
+
+log = logging.getLogger("medledger.node")
 
 app = typer.Typer(help="Run an institution node: ingest, encrypt, store and anchor records.", no_args_is_help=True)
 staff_app = typer.Typer(help="Manage staff API tokens.", no_args_is_help=True)
@@ -30,6 +38,9 @@ DataDir = Annotated[
     typer.Option("--data-dir", envvar="MEDLEDGER_NODE_DIR", help="The node's data directory (node.toml, keys, db)."),
 ]
 DEFAULT_DIR = Path(".medledger/node")
+#: Chain client settings of one-shot commands: an operator waits for them, so a chain that is down is reported
+#: after seconds, not after the long-running anchorer's patient retries (records stay queued either way).
+ONE_SHOT_RPC: dict[str, Any] = {"rpc_timeout": 10.0, "rpc_retries": 2}
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
@@ -75,10 +86,11 @@ def init(
     config.save()
     engine, _ = open_node_db(config.db_url)
     engine.dispose()
-    console.print(f"[bold]Node {name!r} created[/bold] in {data_dir}")
-    console.print(f"ledger address:        {keystore.address}")
-    console.print(f"encryption public key: 0x{keystore.encryption_public_key.hex()}")
-    console.print("next: have the consortium admit this address, then `medledger node staff add`.")
+    out = {"highlight": False, "soft_wrap": True}  # one line each, whatever the terminal width
+    console.print(f"[bold]Node {escape(repr(name))} created[/bold] in {escape(str(data_dir))}", **out)
+    console.print(f"ledger address:        {keystore.address}", **out)
+    console.print(f"encryption public key: 0x{keystore.encryption_public_key.hex()}", **out)
+    console.print("next: have the consortium admit this address, then `medledger node staff add`.", **out)
 
 
 @app.command()
@@ -96,37 +108,76 @@ def ingest(
     Example: medledger node ingest incoming/ lab/oru.hl7 --data-dir /srv/medledger
     """
     files = _expand(paths)
-    services = NodeServices.open(data_dir)
-    results: list[dict] = []
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True, disable=as_json) as progress:
-        task = progress.add_task("ingesting", total=len(files))
-        for path in files:
-            results.append(_ingest_one(services, path))
-            progress.advance(task)
+    with NodeServices.open(data_dir, **ONE_SHOT_RPC) as services:
+        results: list[dict[str, Any]] = []
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=err_console, transient=True, disable=as_json) as progress:
+            task = progress.add_task("ingesting", total=len(files))
+            for path in files:
+                results.append(_ingest_one(services, path))
+                progress.advance(task)
+        anchored = _anchor_now(services) if anchor else None
     failed = [r for r in results if r["status"] == "failed"]
-    anchored = None
-    if anchor and len(failed) < len(results):
-        try:
-            anchored = services.anchorer().drain()
-        except MedLedgerError as exc:
-            err_console.print(f"[yellow]warning:[/yellow] anchoring deferred ({exc.code}): records stay queued")
     if as_json:
         print_json({"files": results, "anchored": anchored.confirmed if anchored else 0})
     else:
         for r in results:
             colour = {"failed": "red", "duplicate": "yellow"}.get(r["status"], "green")
             detail = r.get("error") or ", ".join(f"{n} {s}" for s, n in Counter(r["records"]).items())
-            console.print(f"[{colour}]{r['status']:9}[/{colour}] {r['file']}  {detail}", highlight=False)
+            # soft_wrap: one line per file however long the path, so the output stays greppable.
+            console.print(
+                f"[{colour}]{r['status']:9}[/{colour}] {escape(r['file'])}  {escape(detail)}",
+                highlight=False,
+                soft_wrap=True,
+            )
         counts = Counter(r["status"] for r in results)
-        summary = ", ".join(f"{n} {s}" for s, n in counts.items())
-        console.print(f"{len(results)} file(s): {summary}" + (f"; {anchored.confirmed} anchored" if anchored else ""))
-    services.close()
+        summary = ", ".join(f"{counts[s]} {s}" for s in ("ok", "duplicate", "failed") if counts[s])
+        console.print(
+            f"{len(results)} file(s): {summary}" + (f"; {anchored.confirmed} anchored" if anchored else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
     if failed:
         raise typer.Exit(1)
 
 
-def _ingest_one(services: NodeServices, path: Path) -> dict:
+def _anchor_now(services: NodeServices, *, timeout: float = 120.0) -> AnchorStep | None:
+    """Anchor what is queued (and reconcile what is submitted) before returning; None if there was nothing to
+    anchor. A chain that is down or not configured only defers anchoring (records stay queued): a warning,
+    not a failure, and it never blocks (``Anchorer.drain`` would keep polling a chain that is down)."""
+    counts = services.pipeline.status_counts()
+    if not counts.get("queued") and not counts.get("submitted"):
+        return None
+    total = AnchorStep()
+    deadline = time.monotonic() + timeout
+    try:
+        anchorer = services.anchorer()
+        while time.monotonic() < deadline:
+            counts = anchorer.status_counts()
+            if not counts.get("queued") and not counts.get("submitted"):
+                break
+            step = anchorer.run_once()
+            for name in ("batches", "submitted", "confirmed", "requeued", "rebroadcast"):
+                setattr(total, name, getattr(total, name) + getattr(step, name))
+            if step.chain_down:
+                total.chain_down = True
+                break
+            if step.idle:
+                time.sleep(0.02)
+    except MedLedgerError as exc:
+        total.chain_down = True
+        _warn(f"anchoring deferred ({exc.code}: {exc.message}); records stay queued")
+        return total
+    if total.chain_down:
+        _warn("anchoring deferred (chain unavailable); records stay queued")
+    return total
+
+
+def _warn(text: str) -> None:
+    err_console.print(f"[yellow]warning:[/yellow] {escape(' '.join(text.split()))}", highlight=False, soft_wrap=True)
+
+
+def _ingest_one(services: NodeServices, path: Path) -> dict[str, Any]:
     try:
         records = parse_file(path, **services.config.parse_options())
         results = services.pipeline.ingest(records)
@@ -159,26 +210,34 @@ def _expand(paths: list[Path]) -> list[Path]:
 @app.command()
 @handles_errors
 def status(data_dir: DataDir = DEFAULT_DIR, as_json: AsJson = False) -> None:
-    """Show the node: identity, records per status (pending_link, queued, submitted, confirmed), membership."""
-    services = NodeServices.open(data_dir)
-    counts = services.pipeline.status_counts()
-    member: bool | None = None
-    chain_error = ""
-    try:
-        member = services.contracts.consortium.is_member(services.address)
-    except MedLedgerError as exc:
-        chain_error = f"{exc.code}: {exc.message}"
-    if as_json:
-        print_json({"name": services.config.name, "address": services.address, "records": counts,
-                    "member": member, "chain_error": chain_error or None})  # fmt: skip
-    else:
-        console.print(f"[bold]{services.config.name}[/bold]  {services.address}")
-        console.print(f"chain: {services.config.rpc_url}  " + (chain_error or f"member: {member}"))
+    """Show the node: identity, records per status (pending_link, queued, submitted, confirmed), membership.
+
+    Works while the chain is down: the chain error is shown instead of the membership (exit status 0).
+    """
+    # A status check must answer quickly: a short timeout and one retry instead of the anchorer's patience.
+    with NodeServices.open(data_dir, rpc_timeout=5.0, rpc_retries=1) as services:
+        counts = services.pipeline.status_counts()
+        member: bool | None = None
+        chain_error = ""
+        try:
+            member = services.contracts.consortium.is_member(services.address)
+        except MedLedgerError as exc:
+            chain_error = f"{exc.code}: {' '.join(exc.message.split())}"
+        rpc_url = redact_url(services.config.rpc_url)
+        if as_json:
+            print_json({"name": services.config.name, "address": services.address, "records": counts,
+                        "rpc_url": rpc_url, "member": member, "chain_error": chain_error or None})  # fmt: skip
+            return
+        console.print(f"[bold]{escape(services.config.name)}[/bold]  {services.address}", soft_wrap=True)
+        console.print(
+            f"chain: {escape(rpc_url)}  " + (escape(chain_error) or f"member: {member}"),
+            highlight=False,
+            soft_wrap=True,
+        )
         table = Table("status", "records")
         for s, n in sorted(counts.items()):
             table.add_row(s, str(n))
         console.print(table)
-    services.close()
 
 
 @app.command("link-patient")
@@ -188,25 +247,44 @@ def link_patient(
     address: Annotated[str, typer.Option(help="The patient's ledger address (their wallet).")],
     authority: Annotated[str, typer.Option(help="Assigning authority of the MRN.")] = "",
     data_dir: DataDir = DEFAULT_DIR,
+    anchor: Annotated[bool, typer.Option(help="Anchor the newly queued records before returning.")] = True,
 ) -> None:
     """Link a local patient (MRN) to their ledger address; their waiting records are then anchored.
 
     The patient's encryption key is read from the chain (the wallet registers it), so it cannot be spoofed.
+
+    Example: medledger node link-patient --mrn MRN-4004 --authority LABCORP --address 0x... --data-dir /srv/medledger
     """
-    services = NodeServices.open(data_dir)
-    result = services.directory.link_from_chain(mrn, authority, address, services.contracts.consortium)
-    console.print(f"linked {mrn} → {address}; {result.queued} record(s) queued for anchoring")
-    services.close()
+    if not is_address(address) or int(address, 16) == 0:
+        raise InputError(f"not a ledger address: {address}", code="invalid_address")
+    with NodeServices.open(data_dir, **ONE_SHOT_RPC) as services:
+        result = services.directory.link_from_chain(mrn, authority, address, services.contracts.consortium)
+        console.print(
+            f"linked {escape(mrn)} → {to_checksum_address(address)}; {result.queued} record(s) queued for anchoring",
+            highlight=False,
+            soft_wrap=True,
+        )
+        if anchor and result.queued:
+            step = _anchor_now(services)
+            if step is not None and not step.chain_down:
+                console.print(f"{step.confirmed} record(s) anchored", highlight=False)
 
 
 @app.command()
 @handles_errors
 def anchor(data_dir: DataDir = DEFAULT_DIR) -> None:
-    """Anchor every queued record now (and reconcile submitted ones), then exit."""
-    services = NodeServices.open(data_dir)
-    step = services.anchorer().drain()
+    """Anchor every queued record now (and reconcile submitted ones), then exit.
+
+    Exits 1 if the chain cannot be reached (the records stay queued for the next attempt).
+    """
+    with NodeServices.open(data_dir, **ONE_SHOT_RPC) as services:
+        step = _anchor_now(services)
+    if step is None:
+        console.print("nothing to anchor")
+        return
     console.print(f"confirmed {step.confirmed}, requeued {step.requeued}, rebroadcast {step.rebroadcast}")
-    services.close()
+    if step.chain_down:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -223,7 +301,7 @@ def serve(
 
     services = NodeServices.open(data_dir)
     stop = threading.Event()
-    anchorer = threading.Thread(target=services.anchorer().run, args=(stop,), name="anchorer", daemon=True)
+    anchorer = threading.Thread(target=_anchor_loop, args=(services, stop), name="anchorer", daemon=True)
     anchorer.start()
     try:
         uvicorn.run(
@@ -236,6 +314,22 @@ def serve(
         stop.set()
         anchorer.join(timeout=10)
         services.close()
+
+
+def _anchor_loop(services: NodeServices, stop: threading.Event) -> None:
+    """The serve-time anchorer: the API serves (and ingest queues) even while the chain cannot be reached at
+    start; connecting is retried with back-off until it works, then the anchorer runs until ``stop``."""
+    backoff = 0.5
+    while not stop.is_set():
+        try:
+            anchorer = services.anchorer()
+        except MedLedgerError as exc:
+            log.warning("anchorer waiting for the chain (%s): %s", exc.code, exc.message)
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 30.0)
+            continue
+        anchorer.run(stop)
+        return
 
 
 @staff_app.command("add")
@@ -251,7 +345,11 @@ def staff_add(
     with sessions.begin() as session:
         identity, token = create_staff(session, name, StaffRole.parse(role))
     engine.dispose()
-    console.print(f"staff #{identity.id} {identity.name} ({identity.role.value})")
+    console.print(
+        f"staff #{identity.id} {escape(identity.name)} ({identity.role.value}); token (shown once, keep it secret):",
+        highlight=False,
+        soft_wrap=True,
+    )
     typer.echo(token)
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from eth_utils import is_address, to_checksum_address
-from sqlalchemy import func, select
+from sqlalchemy import Connection, Table, func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -116,6 +116,8 @@ class IngestPipeline:
         # patient id -> (wrapped PKEK, PKEK): unwrapping is cheap, but not free at 5,000 records/s.
         self._pkeks: dict[int, tuple[bytes, bytes]] = {}
         self._pkek_lock = threading.Lock()
+        # (dialect, driver, table, columns) -> (SQL, bind names in order, their processors, positional?)
+        self._insert_plans: dict[tuple[str, str, str, tuple[str, ...]], tuple[str, list[str], list[Any], bool]] = {}
 
     # ------------------------------------------------------------------ ingest
 
@@ -171,7 +173,8 @@ class IngestPipeline:
         if not prepared:
             return []
         try:
-            cids = self._store.put_many([p.ciphertext for p in prepared])
+            # The commitments are the ciphertexts' SHA-256: passing them lets the store skip hashing large blobs again.
+            cids = self._store.put_many([p.ciphertext for p in prepared], digests=[p.commitment for p in prepared])
         except Exception:  # any store failure: fall back to one put per record to isolate it
             return self._put_each(prepared, results)
         for p, cid in zip(prepared, cids, strict=True):
@@ -228,10 +231,11 @@ class IngestPipeline:
                 outbox_rows.append({"record_id": p.rid, "enqueued_at": now, "attempts": 0})
             staged.append((p, status))
         if not isolate:
+            conn = s.connection()
             if record_rows:
-                s.execute(Record.__table__.insert(), record_rows)
+                self._fast_insert(conn, Record.__table__, record_rows)
             if outbox_rows:
-                s.execute(AnchorOutbox.__table__.insert(), outbox_rows)
+                self._fast_insert(conn, AnchorOutbox.__table__, outbox_rows)
             for p, status in staged:
                 results[p.index] = self._result(p.record, p.rid, status, cid=p.cid)
             return
@@ -251,6 +255,39 @@ class IngestPipeline:
                     )
                 continue
             results[p.index] = self._result(p.record, p.rid, status, cid=p.cid)
+
+    def _fast_insert(self, conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+        """``conn.execute(table.insert(), rows)`` with the same SQL and the same bound values, minus SQLAlchemy's
+        per-row, per-column work (building a compiled-parameter dict for each of 500 rows x 21 columns was half
+        of the batch commit). Each column's own bind processor (JSON, DateTime, LargeBinary for this dialect)
+        still adapts its value, so what reaches the driver is exactly what Core would send; a value shared by
+        every row (``now``) is adapted once."""
+        dialect = conn.dialect
+        keys = tuple(rows[0])
+        plan = self._insert_plans.get((dialect.name, dialect.driver, table.name, keys))
+        if plan is None:
+            compiled = table.insert().compile(dialect=dialect, column_keys=list(keys))
+            # positiontup names the binds in placeholder order (qmark/format); named styles take dicts.
+            names = list(compiled.positiontup) if compiled.positional and compiled.positiontup else list(keys)
+            procs = [table.c[k].type.dialect_impl(dialect).bind_processor(dialect) for k in names]
+            plan = (compiled.string, names, procs, bool(compiled.positional))
+            self._insert_plans[(dialect.name, dialect.driver, table.name, keys)] = plan
+        sql, names, procs, positional = plan
+        first = rows[0]
+        # Columns whose value is the very same object in every row (timestamps of the batch): adapt once.
+        shared: dict[int, Any] = {}
+        for j, (k, proc) in enumerate(zip(names, procs, strict=True)):
+            v = first[k]
+            if proc is not None and all(r[k] is v for r in rows):
+                shared[j] = proc(v)
+        adapted: list[Any] = []
+        for r in rows:
+            values = [
+                shared[j] if j in shared else (r[k] if proc is None else proc(r[k]))
+                for j, (k, proc) in enumerate(zip(names, procs, strict=True))
+            ]
+            adapted.append(tuple(values) if positional else dict(zip(names, values, strict=True)))
+        conn.exec_driver_sql(sql, adapted)
 
     def _row(self, p: _Prepared, patient_id: int, status: str, pkek: bytes | None, now: Any) -> dict[str, Any]:
         rec = p.record

@@ -51,14 +51,38 @@ class NodeServices:
     engine: Engine
     sessions: sessionmaker[Session]
     store: BlobStore
+    #: Chain client settings: the long-running anchorer keeps retrying, a one-shot ``status`` gives up fast.
+    rpc_timeout: float = 30.0
+    rpc_retries: int = 5
     _rpc: JsonRpcClient | None = field(default=None, repr=False)
 
     @classmethod
-    def open(cls, data_dir: Path, *, password: str | None = None) -> NodeServices:
+    def open(
+        cls,
+        data_dir: Path,
+        *,
+        password: str | None = None,
+        rpc_timeout: float = 30.0,
+        rpc_retries: int = 5,
+    ) -> NodeServices:
         config = NodeConfig.load(data_dir)
         keystore = LocalKeystore.open(config.keystore_path, password or read_password(config.password_env))
         engine, sessions = open_node_db(config.db_url)
-        return cls(config, keystore, engine, sessions, open_store(config.blob_store_url))
+        return cls(
+            config,
+            keystore,
+            engine,
+            sessions,
+            open_store(config.blob_store_url),
+            rpc_timeout=rpc_timeout,
+            rpc_retries=rpc_retries,
+        )
+
+    def __enter__(self) -> NodeServices:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def address(self) -> str:
@@ -76,7 +100,7 @@ class NodeServices:
     @property
     def rpc(self) -> JsonRpcClient:
         if self._rpc is None:
-            self._rpc = JsonRpcClient(self.config.rpc_url)
+            self._rpc = JsonRpcClient(self.config.rpc_url, timeout=self.rpc_timeout, retries=self.rpc_retries)
         return self._rpc
 
     @cached_property

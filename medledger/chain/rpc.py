@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from medledger.errors import MedLedgerError
+from medledger.redact import redact_url
 
 #: JSON-RPC error codes that mean "try again later" on Geth, Besu and Anvil.
 _TRANSIENT_RPC_CODES = frozenset({-32005, -32603})
@@ -128,19 +129,21 @@ class JsonRpcClient:
                 last = exc
                 continue
             if resp.status_code in _TRANSIENT_HTTP_STATUS:
-                last = RpcUnavailable(f"{self.url} answered HTTP {resp.status_code}")
+                last = RpcUnavailable(f"{redact_url(self.url)} answered HTTP {resp.status_code}")
                 continue
             try:
                 payload = resp.json()
             except ValueError as exc:
-                raise RpcUnavailable(f"{self.url} answered HTTP {resp.status_code} with non-JSON body") from exc
+                raise RpcUnavailable(
+                    f"{redact_url(self.url)} answered HTTP {resp.status_code} with non-JSON body"
+                ) from exc
             if isinstance(payload, dict) and _is_transient(payload.get("error")):
                 last = _to_error(payload, body.get("method", "") if isinstance(body, dict) else "batch")
                 continue
             return payload
         if isinstance(last, MedLedgerError):
             raise last
-        raise RpcUnavailable(f"cannot reach chain node at {self.url}: {last}") from last
+        raise RpcUnavailable(f"cannot reach chain node at {redact_url(self.url)}: {last}") from last
 
 
 def _is_transient(error: Any) -> bool:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -19,12 +20,21 @@ from node.ingest import parse
 from node.service import NodeServices
 
 
+class RecordError(BaseModel):
+    code: str
+    message: str
+
+
 class IngestedRecord(BaseModel):
     record_id: str = Field(description="0x-prefixed 32-byte record id")
-    status: str = Field(description="stored status: queued, pending_link (patient not yet linked) or duplicate")
+    status: str = Field(
+        description="queued, pending_link (patient not yet linked), duplicate (already stored: nothing written) "
+        "or failed (see error; nothing written for this record)"
+    )
     record_class: str
     type_code: str
     cid: str | None = None
+    error: RecordError | None = Field(default=None, description="why the record failed (status failed only)")
 
 
 class IngestReply(BaseModel):
@@ -49,6 +59,10 @@ class NodeStatus(BaseModel):
     records_by_status: dict[str, int]
 
 
+class Health(BaseModel):
+    status: str
+
+
 class ErrorDetail(BaseModel):
     code: str
     message: str
@@ -59,7 +73,46 @@ class ErrorReply(BaseModel):
     error: ErrorDetail
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorReply} for s in (401, 403, 404, 413, 415, 422, 503)}
+_ERROR_TEXT = {
+    401: "`unauthenticated`: missing, malformed, unknown or revoked bearer token",
+    403: "`forbidden`: the staff role may not do this",
+    404: "`record_not_found`: this node holds no such record",
+    413: "`payload_too_large`: the body exceeds `max_payload_bytes`",
+    415: "`unknown_format`: the body is not HL7 v2, DICOM or FHIR JSON",
+    422: "the input is invalid: `empty_body`, `invalid_record_id`, `invalid_request` or an ingest error code "
+    "(`hl7_*`, `dicom_*`, `fhir_*`)",
+    500: "`internal_error`: an unexpected failure (details are in the node's log only)",
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses a route can return, all with the shared error shape."""
+    return {s: {"model": ErrorReply, "description": _ERROR_TEXT[s]} for s in (*statuses, 500)}
+
+
+_bearer = HTTPBearer(
+    auto_error=False,  # our own 401 with the shared error shape instead of FastAPI's 403
+    bearerFormat="mlst_ token from `medledger node staff add`",
+    description="Staff bearer token; roles: clinician, registrar, admin, auditor.",
+)
+
+
+def current_staff(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> StaffIdentity:
+    """The authenticated staff member (401 ``unauthenticated`` otherwise).
+
+    Module level on purpose: with postponed annotations FastAPI resolves a parameter's annotation in the
+    module's globals, so a dependency alias defined inside ``create_app`` would silently become a required
+    query parameter instead of authentication.
+    """
+    services: NodeServices = request.app.state.services
+    header = f"Bearer {credentials.credentials}" if credentials is not None else None
+    with services.sessions() as session:
+        return authenticate(session, header)
+
+
+Staff = Annotated[StaffIdentity, Depends(current_staff)]
 
 
 def create_app(services: NodeServices) -> FastAPI:
@@ -68,22 +121,23 @@ def create_app(services: NodeServices) -> FastAPI:
         version=__version__,
         description="Institution node API: ingest clinical records (HL7 v2, DICOM, FHIR JSON) and follow them "
         "through encryption, storage and anchoring. Errors: `{error: {code, message, details}}`.",
-        responses=ERRORS,
     )
     install(app)
     max_bytes = services.config.max_payload_bytes
 
-    def staff(authorization: Annotated[str | None, Header()] = None) -> StaffIdentity:
-        with services.sessions() as session:
-            return authenticate(session, authorization)
+    app.state.services = services
 
-    Staff = Annotated[StaffIdentity, Depends(staff)]
+    @app.get("/healthz", tags=["ops"], response_model=Health, summary="Liveness (no authentication)")
+    def healthz() -> Health:
+        return Health(status="ok")
 
-    @app.get("/healthz", tags=["ops"], summary="Liveness (no authentication)")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/v1/status", tags=["ops"], response_model=NodeStatus, summary="Node identity and record counts")
+    @app.get(
+        "/v1/status",
+        tags=["ops"],
+        response_model=NodeStatus,
+        responses=errors(401),
+        summary="Node identity and record counts",
+    )
     def status(_: Staff) -> NodeStatus:
         return NodeStatus(
             name=services.config.name,
@@ -97,6 +151,7 @@ def create_app(services: NodeServices) -> FastAPI:
         tags=["records"],
         response_model=IngestReply,
         status_code=201,
+        responses=errors(401, 403, 413, 415, 422),
         summary="Ingest one HL7 v2 message, DICOM file or FHIR JSON resource/bundle (raw request body)",
         openapi_extra={
             "requestBody": {
@@ -118,7 +173,13 @@ def create_app(services: NodeServices) -> FastAPI:
         results = await run_in_threadpool(services.pipeline.ingest, records)
         return IngestReply(records=[IngestedRecord(**r.as_api()) for r in results])
 
-    @app.get("/v1/records/{record_id}", tags=["records"], response_model=RecordStatus, summary="A record's status")
+    @app.get(
+        "/v1/records/{record_id}",
+        tags=["records"],
+        response_model=RecordStatus,
+        responses=errors(401, 404, 422),
+        summary="A record's status",
+    )
     def record_status(record_id: str, _: Staff) -> RecordStatus:
         try:
             rid = bytes.fromhex(record_id.removeprefix("0x"))

@@ -29,6 +29,7 @@ _STATUS_BY_CODE = {
     "patient_not_found": 404,
     "patient_key_missing": 409,
     "unsupported_media_type": 415,
+    "unknown_format": 415,
 }
 
 
@@ -63,7 +64,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(MedLedgerError)
     async def _medledger(_: Request, exc: MedLedgerError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=status_for(exc))
+        status = status_for(exc)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -52,12 +52,18 @@ class BlobStore(ABC):
     def put(self, data: bytes) -> str:
         """Store ``data`` durably and return its CID; a no-op when already present."""
 
-    def put_many(self, blobs: Sequence[bytes]) -> list[str]:
+    def put_many(self, blobs: Sequence[bytes], *, digests: Sequence[bytes] | None = None) -> list[str]:
         """Store several blobs, returning their CIDs in order; durable when it returns.
 
         Stores should override this to pay for durability (fsync, network round trips) once per batch instead
         of once per blob; ingest calls it with a batch of records before anchoring their commitments.
+
+        ``digests``, if given, are the blobs' SHA-256 digests as the caller already computed them (ingest's
+        commitments are exactly that), so a store addressing by raw CID need not hash large blobs again. A store
+        may use or ignore them; this default ignores them (``put`` hashes, or the backend names the blob).
         """
+        if digests is not None and len(digests) != len(blobs):
+            raise ValueError("digests must match blobs one to one")
         return [self.put(b) for b in blobs]
 
     @abstractmethod

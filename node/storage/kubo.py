@@ -22,31 +22,17 @@ from __future__ import annotations
 import hashlib
 import json
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from medledger.errors import ConfigError
+from medledger.redact import redact_url
 from node.storage.base import BlobCorrupted, BlobNotFound, BlobStore, BlobStoreUnavailable
 from node.storage.cid import parse_cid, validate_cid
 
 #: Kubo's default chunk size, pinned explicitly so CIDs do not change with the daemon's configuration.
 DEFAULT_CHUNKER = "size-262144"
 _NOT_FOUND_MARKERS = ("not found", "no link named", "block was not found locally")
-
-
-def redact_url(url: str) -> str:
-    """``url`` without credentials (``user:token@``), for messages and reprs."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
 
 
 def _kubo_message(response: httpx.Response) -> str:

@@ -143,3 +143,11 @@ def test_wait_honours_confirmations(chain):
         t.join()
     assert confirmed.block_number == mined.block_number
     assert chain.rpc.block_number() >= mined.block_number + 2
+
+
+def test_unreachable_node_errors_do_not_leak_url_credentials():
+    rpc = JsonRpcClient(f"http://operator:s3cret-token@127.0.0.1:{free_port()}", retries=0)
+    with pytest.raises(RpcUnavailable) as exc:
+        rpc.call("eth_chainId")
+    assert "s3cret-token" not in str(exc.value)
+    assert "***@127.0.0.1" in str(exc.value)

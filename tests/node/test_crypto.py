@@ -7,7 +7,6 @@ import os
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from eth_utils import keccak
 
 from medledger import crypto
 from medledger.crypto import (
@@ -116,13 +115,20 @@ def test_invalid_inputs_are_input_errors() -> None:
         encrypt_record(PAYLOAD, record_id=RECORD_ID, custodian=CUSTODIAN, key=b"k" * 16)
 
 
-def test_commitment_is_keccak_of_ciphertext_not_plaintext() -> None:
+def test_commitment_is_sha256_of_ciphertext_not_plaintext() -> None:
     _, ct = _enc()
-    assert commitment(ct) == keccak(ct)
+    assert commitment(ct) == hashlib.sha256(ct).digest()
     assert len(commitment(ct)) == 32
-    assert commitment(ct) != keccak(PAYLOAD)
-    # Known keccak256 vector (empty input), so the function is not merely self-consistent with eth_utils.
-    assert commitment(b"").hex() == "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+    assert commitment(ct) != hashlib.sha256(PAYLOAD).digest()
+    # Known SHA-256 vector (empty input), so the function is not merely self-consistent with hashlib.
+    assert commitment(b"").hex() == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def test_commitment_is_the_digest_inside_the_blob_cid() -> None:
+    from node.storage.cid import cid_for, parse_cid
+
+    _, ct = _enc()
+    assert parse_cid(cid_for(ct)).digest == commitment(ct)
 
 
 def test_aes_key_wrap_round_trip_and_failures() -> None:

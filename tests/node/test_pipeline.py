@@ -71,7 +71,8 @@ def _block_shards(root, prefixes) -> None:
 
 def test_store_failure_writes_nothing_for_the_failed_records_and_the_rest_go_through(node_db, kek, tmp_path):
     root = tmp_path / "blocked"
-    store = LocalBlobStore(root, fsync=False)
+    # Every blob as a file (no SQLite pack), so blocked shard directories make the store fail for half the CIDs.
+    store = LocalBlobStore(root, fsync=False, small_blob_limit=0)
     _block_shards(root, [f"{i:02x}" for i in range(128)])  # CIDs whose digest starts below 0x80 cannot be stored
     pipeline = _linked_pipeline(node_db, store, kek)
     records = [fhir_record(i) for i in range(40)]
