@@ -60,3 +60,14 @@ def test_malformed_log_is_a_precise_error():
     spec = next(s for s in event_specs()["AccessLog"].values())
     with pytest.raises(BadLog, match="expected 4 and 192"):
         spec.decode({"topics": ["0x00"], "data": "0x", "transactionHash": "0xab", "logIndex": "0x1"}, 0, 0)
+
+
+def test_row_layout_matches_schema():
+    """The decoders emit tuples in KEY + COLUMNS order; every table column must be covered exactly once, or
+    the raw executemany would write values into the wrong columns."""
+    from indexer.decode import COLUMNS, KEY
+    from indexer.models import EVENT_TABLES
+
+    assert set(COLUMNS) == {t.name for t in EVENT_TABLES}
+    for table in EVENT_TABLES:
+        assert sorted((*KEY, *COLUMNS[table.name])) == sorted(c.name for c in table.columns), table.name

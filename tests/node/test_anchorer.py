@@ -127,11 +127,12 @@ def test_reverted_batch_confirms_what_was_anchored_and_requeues_the_rest(chain, 
         r = s.get(Record, ids[2])
         client.anchor_records([RecordAnchor(ids[2], patient_keys()[0], bytes(r.commitment), r.record_class, 0)])
     anchorer = Anchorer(node_db.sessions, chain.as_(hospital).records, max_wait_ms=0)
-    first = anchorer.run_once()
-    assert first.batches == 1
-    second = anchorer.run_once()
-    assert second.requeued == 4 and second.confirmed == 1
-    anchorer.drain()
+    # Which step sees the failed receipt depends on timing, so the totals are what is asserted: the first
+    # batch fails, its already-anchored record is confirmed, the other four are re-queued and re-batched.
+    total = anchorer.drain()
+    assert total.batches == 2
+    assert total.requeued == 4
+    assert total.confirmed == 5
     _assert_all_confirmed(node_db, ids)
     with node_db.sessions() as s:
         assert [b.status for b in s.scalars(select(AnchorBatch).order_by(AnchorBatch.id))] == ["failed", "confirmed"]
