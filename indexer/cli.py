@@ -34,9 +34,11 @@ ConfOpt = Annotated[int, typer.Option("--confirmations", min=0, help="Blocks to 
 
 
 def _open(rpc_url: str, db_url: str, deployments_dir: Path | None, confirmations: int) -> Indexer:
+    # Local arguments first: a bad --db is reported without touching the chain or the manifests.
+    engine = make_engine(db_url)
     rpc = JsonRpcClient(rpc_url, retries=2)
     manifest = DeploymentManifest.load(manifest_path(rpc.chain_id(), deployments_dir))
-    return Indexer(make_engine(db_url), rpc, manifest, IndexerConfig(confirmations=confirmations))
+    return Indexer(engine, rpc, manifest, IndexerConfig(confirmations=confirmations))
 
 
 def _lag_line(p: Progress) -> str:
@@ -132,9 +134,9 @@ def rebuild(
     confirmations: ConfOpt = 0,
 ) -> None:
     """Drop the index and build it again from the deployment's start block."""
+    engine = make_engine(db)
     client = JsonRpcClient(rpc, retries=2)
     manifest = DeploymentManifest.load(manifest_path(client.chain_id(), deployments_dir))
-    engine = make_engine(db)
     drop_schema(engine)
     ix = Indexer(engine, client, manifest, IndexerConfig(confirmations=confirmations))
     t0 = time.perf_counter()
