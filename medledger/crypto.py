@@ -138,8 +138,8 @@ def record_aad(record_id: bytes, custodian: str) -> bytes:
 
 def encrypt_record(
     plaintext: bytes, *, record_id: bytes, custodian: str, key: bytes | None = None
-) -> tuple[bytes, bytes]:
-    """Encrypt a record payload; returns ``(key, ciphertext)``.
+) -> tuple[bytes, bytearray]:
+    """Encrypt a record payload; returns ``(key, ciphertext)`` (the ciphertext as a bytearray, written in place).
 
     ``ciphertext = 0x01 ‖ nonce(12) ‖ AES-256-GCM(ciphertext ‖ tag)``. A fresh key is drawn unless ``key`` is
     given (re-encrypting the same record); the nonce is random either way, so reusing a key for a few
@@ -153,8 +153,13 @@ def encrypt_record(
         raise InputError("payload too large to encrypt in one piece", details={"max_bytes": MAX_RECORD_PLAINTEXT_BYTES})
     aad = record_aad(record_id, custodian)
     nonce = os.urandom(NONCE_BYTES)
-    body = AESGCM(key).encrypt(nonce, plaintext, aad)
-    return bytes(key), bytes((RECORD_CIPHERTEXT_VERSION,)) + nonce + body
+    # Header and ciphertext go into one buffer: prepending the header to encrypt()'s result would copy the
+    # whole ciphertext again (~15 ms per 32 MiB DICOM file).
+    out = bytearray(_RECORD_HEADER_BYTES + len(plaintext) + TAG_BYTES)
+    out[0] = RECORD_CIPHERTEXT_VERSION
+    out[1:_RECORD_HEADER_BYTES] = nonce
+    AESGCM(key).encrypt_into(nonce, plaintext, aad, memoryview(out)[_RECORD_HEADER_BYTES:])
+    return bytes(key), out
 
 
 def decrypt_record(ciphertext: bytes, *, key: bytes, record_id: bytes, custodian: str) -> bytes:
