@@ -94,7 +94,8 @@ class NodeServices:
 
     @cached_property
     def directory(self) -> PatientDirectory:
-        return PatientDirectory(self.sessions, self.keystore.kek)
+        # The pipeline's own directory: one PKEK cache and one view of linked patients per node.
+        return self.pipeline.directory
 
     # chain ------------------------------------------------------------------------------------------------
     @property
@@ -124,4 +125,5 @@ class NodeServices:
     def close(self) -> None:
         if self._rpc is not None:
             self._rpc.close()
+        self.store.close()
         self.engine.dispose()
