@@ -44,6 +44,7 @@ from medledger.chain.sender import SignedTx, TransactionFailed, TransactionSende
 from medledger.chain.types import RecordAnchor
 from medledger.errors import ConfigError, MedLedgerError
 from medledger.vocabulary import RecordClass
+from node.db import records_by_status
 from node.db.models import AnchorBatch, AnchorOutbox, BatchState, Patient, Record, RecordState, utcnow
 
 log = logging.getLogger(__name__)
@@ -175,11 +176,7 @@ class Anchorer:
         return total
 
     def status_counts(self) -> dict[str, int]:
-        counts = {s.value: 0 for s in RecordState}
-        with self._sessions() as s:
-            for status, n in s.execute(select(Record.status, func.count()).group_by(Record.status)):
-                counts[status] = int(n)
-        return counts
+        return records_by_status(self._sessions)
 
     # ------------------------------------------------------------------ reconcile
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from eth_utils import is_address, to_checksum_address
-from sqlalchemy import Connection, Table, func, select
+from sqlalchemy import Connection, Table, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,6 +32,7 @@ from medledger.crypto import commitment, encrypt_record, wrap_key
 from medledger.errors import ConfigError, MedLedgerError
 from medledger.records import CanonicalRecord
 from medledger.vocabulary import RecordClass
+from node.db import records_by_status
 from node.db.models import AnchorOutbox, Record, RecordState, utcnow
 from node.directory import PatientDirectory, PatientKeys
 
@@ -367,11 +368,7 @@ class IngestPipeline:
 
     def status_counts(self) -> dict[str, int]:
         """Records per status (every status present, zero included)."""
-        counts = {s.value: 0 for s in RecordState}
-        with self._sessions() as s:
-            for status, n in s.execute(select(Record.status, func.count()).group_by(Record.status)):
-                counts[status] = int(n)
-        return counts
+        return records_by_status(self._sessions)
 
     def record_status(self, record_id: bytes) -> dict[str, Any] | None:
         """One record's state, or None if this node does not hold it."""

@@ -241,13 +241,7 @@ class LocalBlobStore(BlobStore):
         if self._present(path, len(data)):
             return cid
         changed = self._ensure_dir(directory)
-        tmp = self._write_temp(directory, data, fsync=self.fsync)
-        try:
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        _rename_into_place(self._write_temp(directory, data, fsync=self.fsync), path)
         if self.fsync:
             for d in {directory, *changed}:
                 _fsync_path(d)
@@ -296,13 +290,7 @@ class LocalBlobStore(BlobStore):
             if self.fsync:
                 self._flush([tmp for tmp, _ in pending])
             while pending:
-                tmp, path = pending.pop()
-                try:
-                    os.replace(tmp, path)
-                except BaseException:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(tmp)
-                    raise
+                _rename_into_place(*pending.pop())
             if self.fsync:
                 self._flush(sorted(dirs))
         finally:
@@ -393,3 +381,13 @@ class LocalBlobStore(BlobStore):
                 os.close(fd)
         for p in paths:
             _fsync_path(p)
+
+
+def _rename_into_place(tmp: str, path: str) -> None:
+    """Atomically move a written temp file to its final name; never leave the temp file behind on failure."""
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
