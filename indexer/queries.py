@@ -450,6 +450,25 @@ class IndexQueries:
                 return gv
         return None
 
+    def consent_state(self, patient: str, accessor: str) -> tuple[list[GrantView], list[BreakGlassView]]:
+        """Everything that can authorize ``accessor`` on ``patient`` now or later: grants not revoked or replaced
+        (any validity window) and break-glass windows not closed (expired ones included: callers compare times).
+        One round trip; the node's consent decisions cache this per indexed block."""
+        g, w = _grants.c, _windows.c
+        p, a = _address(patient, "patient"), _address(accessor, "accessor")
+        with self.engine.connect() as conn:
+            grants = conn.execute(
+                select(_grants)
+                .where(g.patient == p, g.grantee == a, g.revoked_block.is_(None))
+                .order_by(g.block_number.desc(), g.log_index.desc())
+            ).all()
+            windows = conn.execute(
+                select(_windows)
+                .where(w.patient == p, w.accessor == a, w.closed_block.is_(None))
+                .order_by(w.block_number.desc(), w.log_index.desc())
+            ).all()
+        return [_grant(x) for x in grants], [_window_view(x) for x in windows]
+
     def break_glass_windows(
         self, *, patient: str | None = None, accessor: str | None = None, open_at: int | None = None
     ) -> list[BreakGlassView]:

@@ -40,6 +40,13 @@ class NodeConfig:
     password_env: str = "MEDLEDGER_NODE_PASSWORD"
     api_host: str = "127.0.0.1"
     api_port: int = 8701
+    #: How other institutions and patients reach this node (published on chain with `medledger node profile`);
+    #: signed requests and sign-in messages must name exactly this origin. Default: http://api_host:api_port.
+    public_url: str = ""
+    #: The node's own index of the ledger (consent, membership, timelines). Default: SQLite in the data dir.
+    index_database_url: str = ""
+    #: Seconds between chain head polls of the node's ledger view: how soon a revocation by another node is seen.
+    ledger_poll_interval: float = 0.05
     max_payload_bytes: int = 512 * 1024 * 1024
     source_system: str = ""  # default: the node name
     #: "fast": the node's own strict FHIR checks (types, required elements, references; ~90 µs/record);
@@ -51,6 +58,14 @@ class NodeConfig:
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'node.db'}"
+
+    @property
+    def index_db_url(self) -> str:
+        return self.index_database_url or f"sqlite:///{self.data_dir / 'index.db'}"
+
+    @property
+    def origin(self) -> str:
+        return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
     @property
     def blob_store_url(self) -> str:
@@ -109,6 +124,6 @@ class NodeConfig:
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, int):
+    if isinstance(v, int | float):
         return str(v)
     return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -18,14 +18,25 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from medledger.chain.deploy import Contracts, DeploymentManifest, manifest_path
 from medledger.chain.rpc import JsonRpcClient
-from medledger.chain.sender import TransactionSender
+from medledger.chain.sender import Receipt, TransactionSender
+from medledger.db import make_engine
 from medledger.errors import ConfigError
+from node.access_journal import AccessJournal
+from node.access_logger import AccessLogger
 from node.anchorer import Anchorer
 from node.config import NodeConfig
+from node.consent import ConsentDecider
 from node.db import open_node_db
 from node.directory import PatientDirectory
+from node.emergency import BreakGlassService
+from node.erasure import ErasureService
+from node.identity import Identities
 from node.keystore import LocalKeystore
+from node.ledger_view import LedgerView
 from node.pipeline import IngestPipeline
+from node.relay import ConsentRelay
+from node.release import ReleaseService
+from node.remote import RemoteRecords
 from node.storage import BlobStore, open_store
 
 
@@ -122,7 +133,71 @@ class NodeServices:
             confirmations=a.confirmations,
         )
 
+    @cached_property
+    def chain_id(self) -> int:
+        return self.rpc.chain_id()
+
+    def access_logger(self) -> AccessLogger:
+        return AccessLogger(self.sessions, self.contracts.access_log)
+
+    def publish_profile(self) -> Receipt:
+        """Publish this node's public URL and X25519 key in its consortium member profile, so other nodes can
+        reach it and wrap record keys to it."""
+        return self.contracts.consortium.update_profile(self.config.origin, self.keystore.encryption_public_key)
+
+    # sharing ----------------------------------------------------------------------------------------------
+    @cached_property
+    def ledger(self) -> LedgerView:
+        return LedgerView(
+            make_engine(self.config.index_db_url),
+            self.rpc,
+            self.manifest,
+            poll_interval=self.config.ledger_poll_interval,
+        )
+
+    @cached_property
+    def decider(self) -> ConsentDecider:
+        return ConsentDecider(self.ledger)
+
+    @cached_property
+    def journal(self) -> AccessJournal:
+        return AccessJournal(self.engine)
+
+    @cached_property
+    def identities(self) -> Identities:
+        return Identities(
+            self.sessions, self.keystore.kek, self.ledger, chain_id=self.chain_id, public_url=self.config.origin
+        )
+
+    @cached_property
+    def releases(self) -> ReleaseService:
+        return ReleaseService(
+            self.sessions, self.store, self.keystore.kek, self.address, self.ledger, self.decider, self.journal
+        )
+
+    @cached_property
+    def relay(self) -> ConsentRelay:
+        return ConsentRelay(self.contracts.consent, self.contracts.consortium, self.ledger, self.chain_id)
+
+    @cached_property
+    def break_glass(self) -> BreakGlassService:
+        return BreakGlassService(self.sessions, self.contracts.consent, self.ledger, self.address)
+
+    @cached_property
+    def erasures(self) -> ErasureService:
+        return ErasureService(self.sessions, self.store, self.contracts.records, self.chain_id)
+
+    @cached_property
+    def remote(self) -> RemoteRecords:
+        return RemoteRecords(self.keystore.account, self.keystore.encryption_private_key, self.ledger)
+
     def close(self) -> None:
+        if "journal" in self.__dict__:
+            self.journal.close()
+        if "remote" in self.__dict__:
+            self.remote.close()
+        if "ledger" in self.__dict__:
+            self.ledger.indexer.engine.dispose()
         if self._rpc is not None:
             self._rpc.close()
         self.store.close()

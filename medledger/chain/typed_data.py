@@ -11,11 +11,15 @@ from typing import Any
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
 
 from medledger.chain.types import GrantTerms
 
 CONSORTIUM_DOMAIN_NAME = "MedLedger Consortium"
 CONSENT_DOMAIN_NAME = "MedLedger ConsentRegistry"
+#: Off-chain only: custodians verify erasure requests and anchor their digest with the erasure marker; the
+#: domain's verifyingContract is the RecordRegistry, binding a request to one deployment and chain.
+ERASURE_DOMAIN_NAME = "MedLedger Erasure"
 DOMAIN_VERSION = "1"
 
 EIP712_DOMAIN_TYPE = [
@@ -40,6 +44,11 @@ TYPES: dict[str, list[dict[str, str]]] = {
         {"name": "patient", "type": "address"},
         {"name": "grantId", "type": "uint256"},
         {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+    "EraseRecord": [
+        {"name": "patient", "type": "address"},
+        {"name": "recordId", "type": "bytes32"},
         {"name": "deadline", "type": "uint256"},
     ],
     "RegisterPatientKey": [
@@ -93,6 +102,16 @@ def register_key_typed_data(
         dom,
         {"patient": patient, "encryptionKey": encryption_key, "nonce": nonce, "deadline": deadline},
     )
+
+
+def erase_typed_data(dom: dict[str, Any], patient: str, record_id: bytes, deadline: int) -> dict[str, Any]:
+    return _full("EraseRecord", dom, {"patient": patient, "recordId": record_id, "deadline": deadline})
+
+
+def typed_data_digest(typed: dict[str, Any]) -> bytes:
+    """The 32-byte EIP-712 digest that is signed (keccak256 of 0x1901 ‖ domainSeparator ‖ structHash)."""
+    m = encode_typed_data(full_message=typed)
+    return keccak(b"\x19" + m.version + m.header + m.body)
 
 
 def sign_typed_data(account: LocalAccount, typed: dict[str, Any]) -> bytes:

@@ -6,18 +6,25 @@ Routes stay thin: authenticate, validate, call a service, shape the reply. OpenA
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import FastAPI, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse
+from starlette.responses import Response as StarletteResponse
 
 from medledger import __version__
+from node.api import clinical, sharing
+from node.api.deps import Staff
 from node.api.errors import ApiError, error_body, install
-from node.auth import StaffIdentity, StaffRole, authenticate, require_role
+from node.api.responses import errors
+from node.auth import StaffRole, require_role
 from node.ingest import parse
 from node.service import NodeServices
+
+#: Bodies of every route but ingest are small JSON documents; anything bigger is refused before parsing.
+MAX_JSON_BODY = 64 * 1024
 
 
 class RecordError(BaseModel):
@@ -63,58 +70,6 @@ class Health(BaseModel):
     status: str
 
 
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-    details: dict[str, Any]
-
-
-class ErrorReply(BaseModel):
-    error: ErrorDetail
-
-
-_ERROR_TEXT = {
-    401: "`unauthenticated`: missing, malformed, unknown or revoked bearer token",
-    403: "`forbidden`: the staff role may not do this",
-    404: "`record_not_found`: this node holds no such record",
-    413: "`payload_too_large`: the body exceeds `max_payload_bytes`",
-    415: "`unknown_format`: the body is not HL7 v2, DICOM or FHIR JSON",
-    422: "the input is invalid: `empty_body`, `invalid_record_id`, `invalid_request` or an ingest error code "
-    "(`hl7_*`, `dicom_*`, `fhir_*`)",
-    500: "`internal_error`: an unexpected failure (details are in the node's log only)",
-}
-
-
-def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for the error statuses a route can return, all with the shared error shape."""
-    return {s: {"model": ErrorReply, "description": _ERROR_TEXT[s]} for s in (*statuses, 500)}
-
-
-_bearer = HTTPBearer(
-    auto_error=False,  # our own 401 with the shared error shape instead of FastAPI's 403
-    bearerFormat="mlst_ token from `medledger node staff add`",
-    description="Staff bearer token; roles: clinician, registrar, admin, auditor.",
-)
-
-
-def current_staff(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> StaffIdentity:
-    """The authenticated staff member (401 ``unauthenticated`` otherwise).
-
-    Module level on purpose: with postponed annotations FastAPI resolves a parameter's annotation in the
-    module's globals, so a dependency alias defined inside ``create_app`` would silently become a required
-    query parameter instead of authentication.
-    """
-    services: NodeServices = request.app.state.services
-    header = f"Bearer {credentials.credentials}" if credentials is not None else None
-    with services.sessions() as session:
-        return authenticate(session, header)
-
-
-Staff = Annotated[StaffIdentity, Depends(current_staff)]
-
-
 def create_app(services: NodeServices) -> FastAPI:
     app = FastAPI(
         title=f"MedLedger node — {services.config.name}",
@@ -124,6 +79,20 @@ def create_app(services: NodeServices) -> FastAPI:
     )
     install(app)
     max_bytes = services.config.max_payload_bytes
+
+    @app.middleware("http")
+    async def _limit_small_bodies(
+        request: Request, call_next: Callable[[Request], Awaitable[StarletteResponse]]
+    ) -> StarletteResponse:
+        declared = request.headers.get("content-length")
+        if request.url.path != "/v1/ingest" and declared and (not declared.isdigit() or int(declared) > MAX_JSON_BODY):
+            return JSONResponse(
+                error_body("payload_too_large", f"request bodies here are limited to {MAX_JSON_BODY} bytes"), 413
+            )
+        return await call_next(request)
+
+    app.include_router(sharing.router)
+    app.include_router(clinical.router)
 
     app.state.services = services
 

@@ -23,14 +23,47 @@ log = logging.getLogger("medledger.node.api")
 _STATUS_BY_CODE = {
     "payload_too_large": 413,
     "unauthenticated": 401,
+    "token_expired": 401,
+    "siwe_nonce_invalid": 401,
+    "invalid_signature": 401,
+    "signature_expired": 401,
+    "wrong_chain": 401,
     "forbidden": 403,
+    "consent_denied": 403,
+    "not_a_member": 403,
+    "role_required": 403,
+    "not_grant_patient": 403,
+    "not_record_patient": 403,
+    "not_emergency_member": 403,
     "not_found": 404,
     "record_not_found": 404,
     "patient_not_found": 404,
+    "unknown_grant": 404,
     "patient_key_missing": 409,
+    "record_not_anchored": 409,
+    "requester_key_missing": 409,
+    "nonce_mismatch": 409,
+    "grant_already_revoked": 409,
+    "break_glass_already_open": 409,
+    "record_busy": 409,
+    "record_erased": 410,
     "unsupported_media_type": 415,
     "unknown_format": 415,
+    "invalid_grant": 422,
+    "invalid_address": 422,
+    "invalid_encryption_key": 422,
+    "deadline_too_far": 422,
+    "custodian_unreachable": 502,
+    "custodian_error": 502,
+    "ciphertext_mismatch": 502,
+    "ledger_unavailable": 503,
+    "access_log_unavailable": 503,
+    "relayer_not_authorized": 503,
+    "break_glass_refused": 409,
 }
+
+#: Authentication-library codes (medledger.auth): sign-in (``siwe_*``) and signed requests (``sig_*``).
+_UNAUTHENTICATED_PREFIXES = ("siwe_", "sig_")
 
 
 class ApiError(MedLedgerError):
@@ -44,8 +77,13 @@ class ApiError(MedLedgerError):
 def status_for(exc: MedLedgerError) -> int:
     if isinstance(exc, ApiError):
         return exc.status
+    status = getattr(exc, "status", None)
+    if isinstance(status, int) and 400 <= status < 500:
+        return status  # an error relayed from another node keeps that node's status
     if exc.code in _STATUS_BY_CODE:
         return _STATUS_BY_CODE[exc.code]
+    if exc.code.startswith(_UNAUTHENTICATED_PREFIXES):
+        return 401
     if isinstance(exc, InputError):
         return 422
     if isinstance(exc, RpcUnavailable):

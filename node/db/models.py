@@ -166,6 +166,130 @@ class AnchorOutbox(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class AccessState(StrEnum):
+    """Where an access-journal entry stands on its way to the chain's AccessLog."""
+
+    QUEUED = "queued"  # durably journaled; the key may already have been released
+    SUBMITTED = "submitted"  # in a signed logAccesses batch
+    CONFIRMED = "confirmed"  # on chain
+
+
+class AccessBatch(Base):
+    """One signed ``logAccesses`` transaction, persisted before it is broadcast (as AnchorBatch)."""
+
+    __tablename__ = "access_batches"
+    __table_args__ = (CheckConstraint("status in ('submitted', 'confirmed', 'failed')", name="status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tx_hash: Mapped[str] = mapped_column(String(HASH), unique=True)
+    nonce: Mapped[int] = mapped_column(BigInteger)
+    sender: Mapped[str] = mapped_column(String(ADDR))
+    raw_tx: Mapped[bytes] = mapped_column(LargeBinary)
+    entry_count: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=BatchState.SUBMITTED, index=True)
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AccessEntry(Base):
+    """The access journal: every release of a record key, written durably BEFORE the key leaves the node and
+    then moved onto the chain's AccessLog in batches. No journal row, no key."""
+
+    __tablename__ = "access_journal"
+    __table_args__ = (
+        CheckConstraint("status in ('queued', 'submitted', 'confirmed')", name="status"),
+        Index("ix_access_journal_status_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    patient: Mapped[str] = mapped_column(String(ADDR), index=True)
+    accessor: Mapped[str] = mapped_column(String(ADDR))
+    record_id: Mapped[bytes] = mapped_column(LargeBinary(32))
+    purpose: Mapped[int] = mapped_column(SmallInteger)
+    auth_kind: Mapped[int] = mapped_column(SmallInteger)
+    auth_id: Mapped[int] = mapped_column(BigInteger)
+    staff_ref: Mapped[bytes] = mapped_column(LargeBinary(32))
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default=AccessState.QUEUED)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("access_batches.id"), index=True)
+    tx_hash: Mapped[str | None] = mapped_column(String(HASH))
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class SeenNonce(Base):
+    """Nonces of signed institution requests already accepted, kept until they expire (replay protection that
+    survives restarts)."""
+
+    __tablename__ = "seen_nonces"
+
+    signer: Mapped[str] = mapped_column(String(ADDR), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class SiweNonce(Base):
+    """Sign-In with Ethereum nonces this node issued; each can be used once, before it expires."""
+
+    __tablename__ = "siwe_nonces"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    used_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Notification(Base):
+    """The notification outbox: messages to patients (and later their emergency contacts), written in the
+    same transaction as the event they report; delivery channels read from here."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_recipient_id", "recipient", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    recipient: Mapped[str] = mapped_column(String(ADDR))
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column()
+
+
+class BreakGlassNote(Base):
+    """The reason behind a break-glass window this node opened (only its hash is on chain) and who opened it."""
+
+    __tablename__ = "break_glass_notes"
+
+    break_glass_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    patient: Mapped[str] = mapped_column(String(ADDR), index=True)
+    staff_id: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(1000))
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    tx_hash: Mapped[str] = mapped_column(String(HASH))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ErasureState(StrEnum):
+    PENDING = "pending"  # shredded here; the erasure marker is not yet on chain
+    CONFIRMED = "confirmed"  # marker anchored
+
+
+class Erasure(Base):
+    """A patient's signed erasure request, honored locally (key and ciphertext destroyed) in the same
+    transaction that writes this row; the on-chain marker follows and is retried until anchored."""
+
+    __tablename__ = "erasures"
+    __table_args__ = (CheckConstraint("status in ('pending', 'confirmed')", name="status"),)
+
+    record_id: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    patient: Mapped[str] = mapped_column(String(ADDR))
+    request_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    signature: Mapped[bytes] = mapped_column(LargeBinary(65))
+    status: Mapped[str] = mapped_column(String(16), default=ErasureState.PENDING, index=True)
+    tx_hash: Mapped[str | None] = mapped_column(String(HASH))
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Staff(Base):
     """Staff of this institution who may use its node API; tokens are kept only as SHA-256 (node.auth)."""
 
@@ -180,13 +304,22 @@ class Staff(Base):
 
 
 __all__ = [
+    "AccessBatch",
+    "AccessEntry",
+    "AccessState",
     "AnchorBatch",
     "AnchorOutbox",
     "Base",
     "BatchState",
+    "BreakGlassNote",
+    "Erasure",
+    "ErasureState",
+    "Notification",
     "Patient",
     "Record",
     "RecordState",
+    "SeenNonce",
+    "SiweNonce",
     "Staff",
     "utcnow",
 ]

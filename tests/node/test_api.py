@@ -192,7 +192,7 @@ def test_openapi_lists_every_route_with_its_methods_and_errors(api: Api) -> None
     paths = api.spec["paths"]
     routes = {
         (route.path, method.lower())
-        for route in api.client.app.routes  # type: ignore[attr-defined]
+        for route in _all_routes(api.client.app.routes)  # type: ignore[attr-defined]
         if isinstance(route, Route) and route.include_in_schema
         for method in route.methods or ()
         if method != "HEAD"
@@ -215,6 +215,15 @@ def test_openapi_lists_every_route_with_its_methods_and_errors(api: Api) -> None
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+
+
+def _all_routes(routes: list[Any]) -> list[Any]:
+    """Routes of the app and of its included routers (FastAPI mounts those lazily, without a prefix here)."""
+    out: list[Any] = []
+    for r in routes:
+        inner = getattr(r, "original_router", None)
+        out += _all_routes(inner.routes) if inner is not None else [r]
+    return out
 
 
 def check_against_spec(spec: dict[str, Any], method: str, path: str, response: httpx.Response) -> None:

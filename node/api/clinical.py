@@ -1,0 +1,111 @@
+"""Routes this institution's own staff call: the merged timeline of a patient across custodians, reading a
+record wherever it is held (locally, or from its custodian under the patient's consent), break-glass."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from medledger.errors import MedLedgerError
+from node.api.deps import Staff, staff_requester
+from node.api.responses import errors
+from node.api.sharing import Limit, TimelinePage, purpose_of, record_id_of, timeline_page
+from node.auth import StaffRole
+from node.relay import checksummed
+from node.service import NodeServices
+
+router = APIRouter()
+
+
+def _services(request: Request) -> NodeServices:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+class BreakGlassRequest(BaseModel):
+    reason: str = Field(min_length=10, max_length=1000, description="why (kept on this node; its hash on chain)")
+    duration_seconds: int = Field(default=3600, ge=60, le=86400)
+
+
+class BreakGlassReply(BaseModel):
+    break_glass_id: int
+    patient: str
+    accessor: str
+    expires_at: int
+    tx_hash: str
+    block_number: int
+
+
+@router.get(
+    "/v1/patients/{patient}/timeline",
+    tags=["clinical"],
+    response_model=TimelinePage,
+    responses=errors(401, 403, 422, 503),
+    summary="One timeline of a patient's records across every custodian (from the ledger)",
+)
+def patient_timeline(
+    request: Request, patient: str, who: Staff, limit: Limit = 50, cursor: str | None = None
+) -> TimelinePage:
+    staff_requester(request, who, StaffRole.CLINICIAN, StaffRole.AUDITOR)
+    return timeline_page(_services(request), checksummed(patient, "patient"), limit, cursor)
+
+
+@router.get(
+    "/v1/patients/{patient}/records/{record_id}",
+    tags=["clinical"],
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "the decrypted record"},
+        **errors(401, 403, 404, 409, 410, 422, 502, 503),
+    },
+    response_class=Response,
+    summary="Read a record: locally if held here, else from its custodian under the patient's consent",
+    description="The reply's `X-MedLedger-Authorization` says what authorized the read (custodian, grant:ID or "
+    "break_glass:ID) and `X-MedLedger-Custodian` who holds the record. Every read is logged on chain.",
+)
+async def read_record(
+    request: Request,
+    patient: str,
+    record_id: str,
+    who: Staff,
+    purpose: Annotated[str, Query(max_length=32)] = "treatment",
+) -> Response:
+    services = _services(request)
+    requester = staff_requester(request, who, StaffRole.CLINICIAN)
+    p = purpose_of(purpose)
+    rid = record_id_of(record_id)
+    owner = checksummed(patient, "patient")
+    entry = services.ledger.queries.record(record_id.lower())
+    if entry is not None and entry.patient.lower() != owner.lower():
+        raise MedLedgerError("the record belongs to another patient", code="record_not_found")
+    if entry is None or entry.custodian.lower() == services.address.lower():
+        own = await run_in_threadpool(services.releases.read_own, requester, rid, p)
+        if own.record.patient is None or own.record.patient.lower() != owner.lower():
+            raise MedLedgerError("the record belongs to another patient", code="record_not_found")
+        return Response(
+            own.content,
+            media_type=own.record.media_type,
+            headers={"X-MedLedger-Authorization": "custodian", "X-MedLedger-Custodian": services.address},
+        )
+    remote = await run_in_threadpool(services.remote.fetch, entry, p, requester.staff_ref)
+    auth = remote.authorization
+    return Response(
+        remote.content,
+        media_type=remote.media_type,
+        headers={"X-MedLedger-Authorization": f"{auth['kind']}:{auth['id']}", "X-MedLedger-Custodian": entry.custodian},
+    )
+
+
+@router.post(
+    "/v1/patients/{patient}/break-glass",
+    tags=["clinical"],
+    response_model=BreakGlassReply,
+    status_code=201,
+    responses=errors(401, 403, 409, 422, 503),
+    summary="Open an emergency (break-glass) window on a patient; the patient is notified",
+)
+def break_glass(request: Request, patient: str, body: BreakGlassRequest, who: Staff) -> BreakGlassReply:
+    requester = staff_requester(request, who, StaffRole.CLINICIAN)
+    out = _services(request).break_glass.open(requester, patient, body.reason, body.duration_seconds)
+    return BreakGlassReply(**out)

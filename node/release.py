@@ -1,0 +1,258 @@
+"""Releasing a record this node holds: the one path by which a record key leaves the custodian.
+
+Order matters and is the point of this module::
+
+    identity  →  authorization (patient / custodian staff / grant / break-glass)
+              →  access journaled durably (no journal row, no key)
+              →  record key re-wrapped to the requester's registered public key
+              →  ciphertext + wrapped key returned
+
+The requester verifies the ciphertext against the on-chain commitment before decrypting; the node never
+sends plaintext to anyone but its own staff.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from medledger.crypto import DecryptionError, decrypt_record, wrap_to_x25519
+from medledger.errors import MedLedgerError
+from medledger.vocabulary import AuthKind, Purpose, RecordClass
+from node.access_journal import AccessJournal, JournalEntry, NotificationDraft
+from node.consent import ConsentDecider, Decision
+from node.db.models import Erasure, Patient, Record, RecordState
+from node.identity import Requester, RequesterKind
+from node.keystore import KeyEncryptionKey
+from node.ledger_view import LedgerView
+from node.storage import BlobStore
+
+
+class RecordUnavailable(MedLedgerError):
+    """The record cannot be released: unknown (404), erased (410) or not yet anchored (409)."""
+
+    code = "record_not_found"
+
+
+class RequesterKeyMissing(MedLedgerError):
+    """The requester has no registered encryption key to wrap the record key to (409)."""
+
+    code = "requester_key_missing"
+
+
+@dataclass(frozen=True)
+class HeldRecord:
+    """What the node knows of a record it holds (no key material)."""
+
+    record_id: bytes
+    patient: str | None
+    record_class: int
+    type_code: str
+    media_type: str
+    cid: str
+    commitment: bytes
+    status: str
+    clinical_time: int | None
+    tx_hash: str | None
+    block_number: int | None
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "record_id": "0x" + self.record_id.hex(),
+            "patient": self.patient,
+            "record_class": _class_name(self.record_class),
+            "type_code": self.type_code,
+            "media_type": self.media_type,
+            "cid": self.cid,
+            "commitment": "0x" + self.commitment.hex(),
+            "tx_hash": self.tx_hash,
+            "block_number": self.block_number,
+        }
+
+
+@dataclass(frozen=True)
+class Release:
+    record: HeldRecord
+    custodian: str
+    ciphertext: bytes
+    wrapped_key: bytes
+    decision: Decision
+
+
+@dataclass(frozen=True)
+class Plaintext:
+    """A decrypted record for this node's own staff."""
+
+    record: HeldRecord
+    custodian: str
+    content: bytes
+    decision: Decision
+
+
+class ReleaseService:
+    """Releases records held by the custodian ``address``."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        store: BlobStore,
+        kek: KeyEncryptionKey,
+        address: str,
+        view: LedgerView,
+        decider: ConsentDecider,
+        journal: AccessJournal,
+    ) -> None:
+        self._sessions = sessions
+        self.store = store
+        self.kek = kek
+        self.address = address
+        self.view = view
+        self.decider = decider
+        self.journal = journal
+
+    # ------------------------------------------------------------------ lookups
+
+    def held(self, record_id: bytes) -> tuple[HeldRecord, bytes]:
+        """The record and its custodian-wrapped key; 404 if not held here, 410 if erased."""
+        with self._sessions() as s:
+            row = s.execute(
+                select(Record, Patient.address)
+                .join(Patient, Patient.id == Record.patient_id)
+                .where(Record.record_id == record_id)
+            ).one_or_none()
+            if row is None:
+                raise RecordUnavailable(f"this node holds no record 0x{record_id.hex()}", code="record_not_found")
+            r, patient = row
+            if r.status == RecordState.ERASED:
+                er = s.get(Erasure, record_id)
+                raise RecordUnavailable(
+                    f"record 0x{record_id.hex()} was erased at the patient's request",
+                    code="record_erased",
+                    details={
+                        "record_id": "0x" + record_id.hex(),
+                        "erasure_status": er.status if er else "confirmed",
+                        "tx_hash": er.tx_hash if er else None,
+                        "block_number": er.block_number if er else None,
+                    },
+                )
+            held = HeldRecord(
+                bytes(r.record_id),
+                patient,
+                r.record_class,
+                r.type_code,
+                r.media_type,
+                r.cid,
+                bytes(r.commitment),
+                r.status,
+                int(r.clinical_time.timestamp()) if r.clinical_time else None,
+                r.tx_hash,
+                r.block_number,
+            )
+            return held, bytes(r.custodian_key)
+
+    def ciphertext(self, record_id: bytes) -> tuple[HeldRecord, bytes]:
+        """The stored ciphertext (for auditors checking commitments); no key, so no access to log."""
+        held, _ = self.held(record_id)
+        return held, self.store.get(held.cid)
+
+    # ------------------------------------------------------------------ releases
+
+    def release(self, requester: Requester, record_id: bytes, purpose: Purpose) -> Release:
+        """Release to a patient or another institution, wrapped to their registered key."""
+        held, custodian_key = self.held(record_id)
+        if held.status != RecordState.CONFIRMED or held.patient is None:
+            raise RecordUnavailable(
+                f"record 0x{record_id.hex()} is not anchored yet; its commitment could not be verified",
+                code="record_not_anchored",
+                details={"status": held.status},
+            )
+        decision = self._authorize(requester, held, purpose)
+        public_key = self._public_key(requester)
+        notify = _break_glass_notice(held, requester, decision, self.address)
+        self.journal.append(
+            JournalEntry(held.patient, requester.address, record_id, purpose, decision.kind, decision.auth_id,
+                         requester.staff_ref),
+            notify=notify,
+        )  # fmt: skip
+        key = self.kek.unwrap(custodian_key)
+        return Release(held, self.address, self.store.get(held.cid), wrap_to_x25519(key, public_key), decision)
+
+    def read_own(self, requester: Requester, record_id: bytes, purpose: Purpose) -> Plaintext:
+        """Decrypt for this node's own staff (custodian duty of care), logged like any other access."""
+        if requester.kind is not RequesterKind.STAFF:
+            raise MedLedgerError("only this node's staff read plaintext here", code="forbidden")
+        held, custodian_key = self.held(record_id)
+        if held.patient is None:
+            raise RecordUnavailable(
+                "the record's patient has not linked a ledger address yet; it cannot be logged",
+                code="patient_not_linked",
+            )
+        decision = Decision(AuthKind.CUSTODIAN, 0, self.view.snapshot().block_number)
+        self.journal.append(
+            JournalEntry(held.patient, self.address, record_id, purpose, decision.kind, 0, requester.staff_ref)
+        )
+        key = self.kek.unwrap(custodian_key)
+        ciphertext = self.store.get(held.cid)
+        try:
+            content = decrypt_record(ciphertext, key=key, record_id=record_id, custodian=self.address)
+        except DecryptionError as exc:
+            raise MedLedgerError(
+                "stored ciphertext does not decrypt: the store is corrupted", code="ciphertext_corrupted"
+            ) from exc
+        return Plaintext(held, self.address, content, decision)
+
+    def _authorize(self, requester: Requester, held: HeldRecord, purpose: Purpose) -> Decision:
+        assert held.patient is not None
+        if requester.kind is RequesterKind.PATIENT:
+            if requester.address.lower() != held.patient.lower():
+                raise MedLedgerError("this record belongs to another patient", code="forbidden")
+            return Decision(AuthKind.PATIENT, 0, self.view.snapshot().block_number)
+        if requester.kind is RequesterKind.INSTITUTION:
+            return self.decider.decide(held.patient, requester.address, held.record_class, purpose)
+        raise MedLedgerError("staff read through their own node's record endpoints", code="forbidden")
+
+    def _public_key(self, requester: Requester) -> bytes:
+        if requester.kind is RequesterKind.PATIENT:
+            key = self.view.patient_key(requester.address)
+            if key is None:
+                with self._sessions() as s:
+                    key = s.scalars(select(Patient.encryption_key).where(Patient.address == requester.address)).first()
+        else:
+            member = self.view.member(requester.address)
+            raw = member.encryption_key if member is not None else ""
+            key = bytes.fromhex(raw.removeprefix("0x")) if raw else None
+        if not key or len(key) != 32:
+            raise RequesterKeyMissing(
+                f"{requester.address} has no registered X25519 encryption key to release the record key to",
+                details={"requester": requester.address},
+            )
+        return bytes(key)
+
+
+def _break_glass_notice(
+    held: HeldRecord, requester: Requester, decision: Decision, custodian: str
+) -> NotificationDraft | None:
+    if decision.kind is not AuthKind.BREAK_GLASS or held.patient is None:
+        return None
+    return NotificationDraft(
+        held.patient,
+        "break_glass_access",
+        {
+            "break_glass_id": decision.auth_id,
+            "accessor": requester.address,
+            "custodian": custodian,
+            "record_id": "0x" + held.record_id.hex(),
+            "record_class": _class_name(held.record_class),
+            "block_number": decision.block_number,
+        },
+    )
+
+
+def _class_name(value: int) -> str:
+    try:
+        return RecordClass(value).name.lower()
+    except ValueError:
+        return str(value)
