@@ -17,11 +17,13 @@ app.add_typer(chain_app, name="chain")
 
 def _add_component_commands() -> None:
     # The node and indexer are separate packages; the root CLI only mounts their typer apps.
+    from clients.auditor.cli import app as audit_app
     from indexer.cli import app as indexer_app
     from node.cli import app as node_app
 
     app.add_typer(node_app, name="node")
     app.add_typer(indexer_app, name="indexer")
+    app.add_typer(audit_app, name="audit")
 
 
 _add_component_commands()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from indexer.queries import BreakGlassView, GrantView
 from medledger.errors import MedLedgerError
 from medledger.vocabulary import AuthKind, Purpose, RecordClass
-from node.ledger_view import LedgerView
+from node.ledger_view import LedgerView, Snapshot
 
 
 class ConsentDenied(MedLedgerError):
@@ -45,10 +45,14 @@ class ConsentDecider:
     Args:
         view: The node's ledger view.
         cache_size: Pairs kept; least recently used pairs are dropped first.
+        max_head_age: See the attribute.
     """
 
-    def __init__(self, view: LedgerView, *, cache_size: int = 50_000) -> None:
+    def __init__(self, view: LedgerView, *, cache_size: int = 50_000, max_head_age: float = 0.0) -> None:
         self.view = view
+        #: Seconds a chain-head probe may be reused (0: every decision confirms the head, concurrent
+        #: decisions share one probe). Larger values trade revocation latency for fewer RPC calls.
+        self.max_head_age = max_head_age
         self._cache: OrderedDict[tuple[str, str], _State] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -66,8 +70,22 @@ class ConsentDecider:
 
         Raises :class:`node.ledger_view.LedgerStale` if the ledger view is too old to decide on.
         """
-        snap = self.view.snapshot()
+        self.view.snapshot()  # fail closed first if the view is stale
+        snap = self.view.at_head(max_age=self.max_head_age)
         t = int(time.time()) if now is None else now
+        try:
+            return self._decide(patient, accessor, record_class, purpose, t, snap)
+        except ConsentDenied:
+            # A grant made moments ago may be in a block the follower has not polled yet: before refusing,
+            # bring the view to the head once (denials are rare; allowed requests never pay for this).
+            fresh = self.view.refresh()
+            if fresh.generation == snap.generation:
+                raise
+            return self._decide(patient, accessor, record_class, purpose, t, fresh)
+
+    def _decide(
+        self, patient: str, accessor: str, record_class: int, purpose: Purpose, t: int, snap: Snapshot
+    ) -> Decision:
         state = self._state(patient.lower(), accessor.lower(), snap.generation)
         # Break-glass first: an open emergency window is the authorization the accessor is acting under, and
         # the audit must show it as such even if a grant also exists.

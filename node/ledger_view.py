@@ -72,6 +72,8 @@ class LedgerView:
         self.poll_interval = poll_interval
         self.max_staleness = max_staleness
         self._sync_lock = threading.Lock()
+        self._probe_lock = threading.Lock()
+        self._probed_at = 0.0
         self._changed = threading.Condition()
         self._generation = 0
         self._indexed = -1
@@ -95,6 +97,33 @@ class LedgerView:
                 self._synced_at = time.monotonic()
                 self._changed.notify_all()
                 return Snapshot(self._generation, self._indexed, self._head)
+
+    def refresh(self, *, older_than: float = 0.0) -> Snapshot:
+        """Sync now unless a sync finished less than ``older_than`` seconds ago; concurrent callers share one
+        sync (whoever waited for the lock finds the view fresh and returns at once)."""
+        started = time.monotonic()
+        with self._sync_lock, self._changed:
+            if self._synced_at >= started - older_than and self._synced_at != 0.0:
+                return Snapshot(self._generation, self._indexed, self._head)
+        return self.sync()
+
+    def at_head(self, *, max_age: float = 0.0) -> Snapshot:
+        """The view, made current with the chain head: asks the chain for its head block (one
+        ``eth_blockNumber``, shared by concurrent callers and reused for ``max_age`` seconds) and syncs first
+        if the chain is ahead. This is what makes a revocation effective from the first block containing
+        it rather than from the follower's next poll."""
+        started = time.monotonic()
+        with self._probe_lock:
+            if self._probed_at < started - max_age or self._probed_at == 0.0:
+                head = self.rpc.block_number()
+                self._probed_at = time.monotonic()
+                with self._changed:
+                    self._head = max(self._head, head)
+        with self._changed:
+            behind = self._indexed < self._head
+        if behind:
+            return self.sync()
+        return self.snapshot()
 
     def follow(self, stop: threading.Event) -> None:
         """Keep the view at the head until ``stop`` is set (errors are logged and retried with back-off)."""

@@ -169,6 +169,7 @@ class TimelineItem(BaseModel):
     record_id: str
     custodian: str
     custodian_name: str | None
+    custodian_endpoint: str | None = Field(description="the custodian node's URL (from its member profile)")
     record_class: str
     event_time: int
     commitment: str
@@ -233,6 +234,7 @@ def timeline_page(services: NodeServices, patient: str, limit: int, cursor: str 
                 record_id=e.record_id,
                 custodian=e.custodian,
                 custodian_name=(m.name if (m := members.get(e.custodian.lower())) else None),
+                custodian_endpoint=m.endpoint if m else None,
                 record_class=e.record_class_name,
                 event_time=e.event_time,
                 commitment=e.commitment,
