@@ -5,6 +5,10 @@ erased and records the request; then it deletes the ciphertext and anchors an er
 (``eraseRecords``) carrying the request's EIP-712 digest. If the chain is down the marker stays pending
 and :meth:`ErasureService.submit_pending` retries it (the serve loop calls it), so an erasure is never lost;
 from the local commit on, reads of the record get 410 ``record_erased``.
+
+The marker waits for the record's journaled accesses to reach the AccessLog first: an access released before
+the shredding must appear on chain before the erasure, or an auditor would (rightly, from the chain's order)
+see an access after erasure.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import time
 from typing import Any
 
 from eth_utils import to_checksum_address
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from medledger.chain.abi import ContractRevert
@@ -23,7 +27,7 @@ from medledger.chain.rpc import RpcUnavailable
 from medledger.chain.typed_data import ERASURE_DOMAIN_NAME, domain, erase_typed_data, recover_signer, typed_data_digest
 from medledger.errors import MedLedgerError
 from medledger.vocabulary import RecordStatus
-from node.db.models import AnchorOutbox, Erasure, ErasureState, Patient, Record, RecordState
+from node.db.models import AccessEntry, AccessState, AnchorOutbox, Erasure, ErasureState, Patient, Record, RecordState
 from node.relay import MAX_DEADLINE_SECONDS, RelayRejected
 from node.storage import BlobStore
 
@@ -36,12 +40,20 @@ class ErasureRefused(MedLedgerError):
 
 class ErasureService:
     def __init__(
-        self, sessions: sessionmaker[Session], store: BlobStore, records: RecordRegistryClient, chain_id: int
+        self,
+        sessions: sessionmaker[Session],
+        store: BlobStore,
+        records: RecordRegistryClient,
+        chain_id: int,
+        *,
+        access_log_wait: float = 10.0,
     ) -> None:
         self._sessions = sessions
         self.store = store
         self.records = records
         self.domain = domain(ERASURE_DOMAIN_NAME, chain_id, to_checksum_address(records.address))
+        #: Seconds a request waits for the record's earlier accesses to be logged before answering "pending".
+        self.access_log_wait = access_log_wait
 
     def request(self, record_id: bytes, patient: str, deadline: int, signature: bytes) -> dict[str, Any]:
         now = int(time.time())
@@ -95,8 +107,22 @@ class ErasureService:
             )
         self._delete_blob(cid)
         if anchored:
+            deadline = time.monotonic() + self.access_log_wait
+            while self._unlogged_accesses(record_id) and time.monotonic() < deadline:
+                time.sleep(0.05)  # the access logger is moving them on chain
             self.submit_pending()
         return self.state(record_id)
+
+    def _unlogged_accesses(self, record_id: bytes) -> int:
+        with self._sessions() as s:
+            return int(
+                s.scalar(
+                    select(func.count()).where(
+                        AccessEntry.record_id == record_id, AccessEntry.status != AccessState.CONFIRMED
+                    )
+                )
+                or 0
+            )
 
     def state(self, record_id: bytes) -> dict[str, Any]:
         with self._sessions() as s:
@@ -122,6 +148,8 @@ class ErasureService:
         done = 0
         for rid, request_hash, cid in pending:
             self._delete_blob(cid)
+            if self._unlogged_accesses(bytes(rid)):
+                continue  # earlier accesses first (see the module docstring); retried on the next round
             try:
                 receipt = self.records.erase_records([bytes(rid)], bytes(request_hash))
                 tx, block = receipt.tx_hash, receipt.block_number

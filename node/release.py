@@ -172,13 +172,16 @@ class ReleaseService:
         decision = self._authorize(requester, held, purpose)
         public_key = self._public_key(requester)
         notify = _break_glass_notice(held, requester, decision, self.address)
+        # Read (and so integrity-check) the ciphertext before journaling: a corrupt store releases nothing
+        # and must not leave an access in the log that never happened.
+        ciphertext = self.store.get(held.cid)
         self.journal.append(
             JournalEntry(held.patient, requester.address, record_id, purpose, decision.kind, decision.auth_id,
                          requester.staff_ref),
             notify=notify,
         )  # fmt: skip
         key = self.kek.unwrap(custodian_key)
-        return Release(held, self.address, self.store.get(held.cid), wrap_to_x25519(key, public_key), decision)
+        return Release(held, self.address, ciphertext, wrap_to_x25519(key, public_key), decision)
 
     def read_own(self, requester: Requester, record_id: bytes, purpose: Purpose) -> Plaintext:
         """Decrypt for this node's own staff (custodian duty of care), logged like any other access."""

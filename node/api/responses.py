@@ -33,7 +33,8 @@ _ERROR_TEXT = {
     "`invalid_record_id`, `invalid_purpose`, `deadline_too_far`, `empty_body` or an ingest error code",
     502: "another institution's node failed: `custodian_unreachable`, `custodian_error`, `ciphertext_mismatch`",
     503: "`ledger_unavailable` (consent cannot be checked), `access_log_unavailable`, `chain_unavailable`",
-    500: "`internal_error`: an unexpected failure (details are in the node's log only)",
+    500: "`internal_error`: an unexpected failure (details are in the node's log only); `blob_corrupted` / "
+    "`blob_not_found`: the stored ciphertext failed its integrity check (nothing was released)",
 }
 
 

@@ -64,6 +64,7 @@ class Network:
     dev: DevConsortium
     a: Institution
     b: Institution
+    deployments: Path
     clients: list[PatientClient] = field(default_factory=list)
     _mrn: int = 0
 
@@ -130,7 +131,7 @@ def network(
     dev_consortium.manifest.save(manifest_path(dev_consortium.manifest.chain_id, deployments))
     a = _institution(root, "Hospital A", bytes(dev_consortium.founders["Hospital A"].key), anvil, deployments)
     b = _institution(root, "Hospital B", bytes(dev_consortium.founders["Hospital B"].key), anvil, deployments)
-    net = Network(rpc, dev_consortium, a, b)
+    net = Network(rpc, dev_consortium, a, b, deployments)
     try:
         yield net
     finally:
