@@ -21,10 +21,11 @@ from sqlalchemy import Engine, event, insert
 from medledger.db import make_engine
 from medledger.errors import MedLedgerError
 from medledger.vocabulary import AuthKind, Purpose
-from node.db.models import AccessEntry, AccessState, Notification, utcnow
+from node.db.models import AccessEntry, AccessState, Notification, SeenNonce, utcnow
 
 _table = AccessEntry.__table__
 _notifications = Notification.__table__
+_nonces = SeenNonce.__table__
 
 
 class JournalUnavailable(MedLedgerError):
@@ -71,8 +72,9 @@ class NotificationDraft:
 
 @dataclass
 class _Pending:
-    entry: JournalEntry
+    entry: JournalEntry | None
     notify: NotificationDraft | None = None
+    nonce: tuple[str, str, int] | None = None
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
 
@@ -122,6 +124,15 @@ class AccessJournal:
         if pending.error is not None:
             raise JournalUnavailable("the access could not be journaled; nothing was released") from pending.error
 
+    def remember_nonce(self, signer: str, nonce: str, expires: int) -> None:
+        """Persist a claimed request nonce with the next group commit, without waiting. A release that
+        follows the claim is journaled in the same or a later commit, so its nonce is durable before any key
+        leaves; a refused request's nonce follows within one commit."""
+        self._ensure_started()
+        p = _Pending(None, nonce=(signer.lower(), nonce, expires))
+        p.done.set()  # nobody waits on it
+        self._queue.put(p)
+
     def close(self) -> None:
         if self._started:
             self._queue.put(None)
@@ -155,10 +166,17 @@ class AccessJournal:
             error: BaseException | None = None
             try:
                 with self._durable_engine.begin() as conn:
-                    conn.execute(insert(_table), [p.entry.row() for p in group])
+                    entries = [p.entry.row() for p in group if p.entry is not None]
+                    if entries:
+                        conn.execute(insert(_table), entries)
                     notices = [p.notify.row() for p in group if p.notify is not None]
                     if notices:
                         conn.execute(insert(_notifications), notices)
+                    nonces = [
+                        {"signer": n[0], "nonce": n[1], "expires_at": n[2]} for p in group if (n := p.nonce) is not None
+                    ]
+                    if nonces:
+                        conn.execute(insert(_nonces).prefix_with("OR IGNORE", dialect="sqlite"), nonces)
             except Exception as exc:  # reported to every waiting caller; none of them releases anything
                 error = exc
             for p in group:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -294,15 +293,15 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default from node.toml).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default from node.toml).")] = None,
 ) -> None:
-    """Serve the node API (OpenAPI docs at /docs) and run the anchorer until Ctrl-C."""
+    """Serve the node API (OpenAPI docs at /docs) with its background work until Ctrl-C: anchoring, following
+    the ledger (consent, membership), moving the access journal on chain and retrying erasure markers."""
     import uvicorn
 
     from node.api.app import create_app
+    from node.runtime import NodeRuntime
 
     services = NodeServices.open(data_dir)
-    stop = threading.Event()
-    anchorer = threading.Thread(target=_anchor_loop, args=(services, stop), name="anchorer", daemon=True)
-    anchorer.start()
+    runtime = NodeRuntime(services).start()
     try:
         uvicorn.run(
             create_app(services),
@@ -311,25 +310,26 @@ def serve(
             log_level="warning",
         )
     finally:
-        stop.set()
-        anchorer.join(timeout=10)
+        runtime.stop()
         services.close()
 
 
-def _anchor_loop(services: NodeServices, stop: threading.Event) -> None:
-    """The serve-time anchorer: the API serves (and ingest queues) even while the chain cannot be reached at
-    start; connecting is retried with back-off until it works, then the anchorer runs until ``stop``."""
-    backoff = 0.5
-    while not stop.is_set():
-        try:
-            anchorer = services.anchorer()
-        except MedLedgerError as exc:
-            log.warning("anchorer waiting for the chain (%s): %s", exc.code, exc.message)
-            stop.wait(backoff)
-            backoff = min(backoff * 2, 30.0)
-            continue
-        anchorer.run(stop)
-        return
+@app.command()
+@handles_errors
+def profile(data_dir: DataDir = DEFAULT_DIR) -> None:
+    """Publish this node's public URL (`public_url`) and X25519 encryption key in its consortium member
+    profile: other nodes find it and wrap record keys to it from there. Run once after admission and after
+    changing the URL.
+
+    Example: medledger node profile --data-dir /srv/medledger
+    """
+    with NodeServices.open(data_dir, rpc_timeout=10.0, rpc_retries=1) as services:
+        receipt = services.publish_profile()
+        console.print(
+            f"profile published: {services.config.origin} (tx {receipt.tx_hash}, block {receipt.block_number})",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @staff_app.command("add")

@@ -47,6 +47,8 @@ class NodeConfig:
     index_database_url: str = ""
     #: Seconds between chain head polls of the node's ledger view: how soon a revocation by another node is seen.
     ledger_poll_interval: float = 0.05
+    #: Milliseconds a consent decision may rely on the last chain-head probe (0: probe on every decision).
+    consent_head_max_age_ms: int = 20
     max_payload_bytes: int = 512 * 1024 * 1024
     source_system: str = ""  # default: the node name
     #: "fast": the node's own strict FHIR checks (types, required elements, references; ~90 µs/record);

@@ -48,10 +48,12 @@ class ConsentDecider:
         max_head_age: See the attribute.
     """
 
-    def __init__(self, view: LedgerView, *, cache_size: int = 50_000, max_head_age: float = 0.0) -> None:
+    def __init__(self, view: LedgerView, *, cache_size: int = 50_000, max_head_age: float = 0.02) -> None:
         self.view = view
-        #: Seconds a chain-head probe may be reused (0: every decision confirms the head, concurrent
-        #: decisions share one probe). Larger values trade revocation latency for fewer RPC calls.
+        #: Seconds a chain-head probe may be reused. 0 makes every decision confirm the chain head first
+        #: (concurrent decisions share one probe), capping decisions at the RPC round-trip rate (~1.5k/s
+        #: here); the default 20 ms bounds how long after its block a revocation can go unseen, far below
+        #: a QBFT block period, while decisions run from the cache.
         self.max_head_age = max_head_age
         self._cache: OrderedDict[tuple[str, str], _State] = OrderedDict()
         self._cache_size = cache_size

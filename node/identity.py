@@ -20,14 +20,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, insert, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from medledger.auth.httpsig import SignedRequest, verify_request
+from medledger.auth.httpsig import MemoryNonceStore, SignedRequest, verify_request
 from medledger.auth.siwe import SiweMessage, new_nonce, verify_siwe
 from medledger.errors import MedLedgerError
 from medledger.vocabulary import Role
+from node.access_journal import AccessJournal
 from node.auth import StaffIdentity, staff_ref
 from node.db.models import SeenNonce, SiweNonce
 from node.keystore import KeyEncryptionKey
@@ -66,23 +66,28 @@ def node_secret(kek: KeyEncryptionKey, label: str) -> bytes:
     return hashlib.sha256(kek.wrap(hashlib.sha256(label.encode()).digest())).digest()
 
 
-class DbNonceStore:
-    """Replay protection for signed institution requests, shared by every worker through the database."""
+class DurableNonceStore:
+    """Replay protection for signed institution requests that survives restarts.
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
-        self._sessions = sessions
-        self._last_prune = 0.0
+    Claims are decided in memory (atomic, no database round trip on the request path) and persisted through
+    the access journal's group commit, in the same or an earlier transaction than the access they
+    authorize; on start the unexpired nonces are loaded back. Postgres deployments with several API
+    processes share nonces through the table: the insert conflict is the final word there.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], journal: AccessJournal) -> None:
+        self._journal = journal
+        self._memory = MemoryNonceStore()
+        now = int(time.time())
+        with sessions.begin() as s:
+            s.execute(delete(SeenNonce).where(SeenNonce.expires_at < now))
+            for signer, nonce, expires in s.execute(select(SeenNonce.signer, SeenNonce.nonce, SeenNonce.expires_at)):
+                self._memory.claim(signer, nonce, int(expires))
 
     def claim(self, signer: str, nonce: str, expires: int) -> bool:
-        now = time.time()
-        try:
-            with self._sessions.begin() as s:
-                if now - self._last_prune > 60:
-                    self._last_prune = now
-                    s.execute(delete(SeenNonce).where(SeenNonce.expires_at < int(now) - 60))
-                s.execute(insert(SeenNonce).values(signer=signer.lower(), nonce=nonce, expires_at=expires))
-        except IntegrityError:
+        if not self._memory.claim(signer.lower(), nonce, expires):
             return False
+        self._journal.remember_nonce(signer, nonce, expires)
         return True
 
 
@@ -102,6 +107,7 @@ class Identities:
         sessions: sessionmaker[Session],
         kek: KeyEncryptionKey,
         view: LedgerView,
+        journal: AccessJournal,
         *,
         chain_id: int,
         public_url: str,
@@ -114,7 +120,7 @@ class Identities:
         self.authority = parts.netloc.lower()
         self._token_key = node_secret(kek, "medledger/patient-token/v1")
         self._staff_key = node_secret(kek, "medledger/staff-ref/v1")
-        self.nonces = DbNonceStore(sessions)
+        self.nonces = DurableNonceStore(sessions, journal)
 
     # ------------------------------------------------------------------ staff
 

@@ -163,7 +163,7 @@ class ConsentRelay:
         except ContractRevert as exc:
             raise _rejected(exc) from None
         self.view.sync()
-        return Relayed(receipt.tx_hash, receipt.block_number)
+        return Relayed(receipt.tx_hash, receipt.block_number, grant_id)
 
     def register_key(
         self,

@@ -157,7 +157,7 @@ class NodeServices:
 
     @cached_property
     def decider(self) -> ConsentDecider:
-        return ConsentDecider(self.ledger)
+        return ConsentDecider(self.ledger, max_head_age=self.config.consent_head_max_age_ms / 1000)
 
     @cached_property
     def journal(self) -> AccessJournal:
@@ -166,7 +166,12 @@ class NodeServices:
     @cached_property
     def identities(self) -> Identities:
         return Identities(
-            self.sessions, self.keystore.kek, self.ledger, chain_id=self.chain_id, public_url=self.config.origin
+            self.sessions,
+            self.keystore.kek,
+            self.ledger,
+            self.journal,
+            chain_id=self.chain_id,
+            public_url=self.config.origin,
         )
 
     @cached_property

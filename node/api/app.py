@@ -6,13 +6,11 @@ Routes stay thin: authenticate, validate, call a service, shape the reply. OpenA
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from fastapi import FastAPI, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
-from starlette.responses import Response as StarletteResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from medledger import __version__
 from node.api import clinical, sharing
@@ -80,17 +78,7 @@ def create_app(services: NodeServices) -> FastAPI:
     install(app)
     max_bytes = services.config.max_payload_bytes
 
-    @app.middleware("http")
-    async def _limit_small_bodies(
-        request: Request, call_next: Callable[[Request], Awaitable[StarletteResponse]]
-    ) -> StarletteResponse:
-        declared = request.headers.get("content-length")
-        if request.url.path != "/v1/ingest" and declared and (not declared.isdigit() or int(declared) > MAX_JSON_BODY):
-            return JSONResponse(
-                error_body("payload_too_large", f"request bodies here are limited to {MAX_JSON_BODY} bytes"), 413
-            )
-        return await call_next(request)
-
+    app.add_middleware(SmallBodyLimit, limit=MAX_JSON_BODY, exempt=("/v1/ingest",))
     app.include_router(sharing.router)
     app.include_router(clinical.router)
 
@@ -162,6 +150,25 @@ def create_app(services: NodeServices) -> FastAPI:
         return RecordStatus(**info)
 
     return app
+
+
+class SmallBodyLimit:
+    """Refuse (413) declared bodies over ``limit`` on every path but ``exempt``, before anything reads them.
+    Plain ASGI rather than ``@app.middleware``: that wrapper costs a task and a stream copy per request."""
+
+    def __init__(self, app: ASGIApp, *, limit: int, exempt: tuple[str, ...]) -> None:
+        self.app = app
+        self.limit = limit
+        self.exempt = exempt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in self.exempt:
+            for name, value in scope["headers"]:
+                if name == b"content-length" and (not value.isdigit() or int(value) > self.limit):
+                    body = error_body("payload_too_large", f"request bodies here are limited to {self.limit} bytes")
+                    await JSONResponse(body, 413)(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:

@@ -52,7 +52,11 @@ def test_signed_institution_request_is_released(network: Network, granted: tuple
     r = signed_get(network.dev.founders["Hospital B"], release_url(network, ids[0]))
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["authorization"] == {"kind": "grant", "id": grant_id, "block_number": body["authorization"]["block_number"]}
+    assert body["authorization"] == {
+        "kind": "grant",
+        "id": grant_id,
+        "block_number": body["authorization"]["block_number"],
+    }
     assert body["custodian"] == network.a.address
 
 
@@ -98,7 +102,10 @@ def test_non_member_wrong_purpose_and_wrong_class(network: Network, granted: tup
     r = signed_get(b, release_url(network, ids[0], "research"))
     assert code(r) == (403, "consent_denied")
     # A member with no grant at all (the CDC).
-    assert code(signed_get(network.dev.founders["Regional CDC"], release_url(network, ids[0]))) == (403, "consent_denied")
+    assert code(signed_get(network.dev.founders["Regional CDC"], release_url(network, ids[0]))) == (
+        403,
+        "consent_denied",
+    )
     # Narrow the grant to imaging only: the lab record is no longer covered.
     patient.grant(network.b.address, [RecordClass.IMAGING], Purpose.TREATMENT)
     r = signed_get(b, release_url(network, ids[0]))
@@ -132,7 +139,9 @@ def test_siwe_wrong_domain_replay_and_bad_signature(network: Network) -> None:
     r = httpx.post(f"{url}/v1/auth/siwe", json={"message": text, "signature": "0x" + sig.hex()})
     assert code(r) == (401, "siwe_wrong_chain")
     text, sig = wallet.siwe(domain=ctx["domain"], uri=ctx["uri"], chain_id=ctx["chain_id"], nonce=ctx["nonce"])
-    forged = PatientWallet.create().siwe(domain=ctx["domain"], uri=ctx["uri"], chain_id=ctx["chain_id"], nonce="abcdefgh1")[1]
+    forged = PatientWallet.create().siwe(
+        domain=ctx["domain"], uri=ctx["uri"], chain_id=ctx["chain_id"], nonce="abcdefgh1"
+    )[1]
     r = httpx.post(f"{url}/v1/auth/siwe", json={"message": text, "signature": "0x" + forged.hex()})
     assert code(r) == (401, "siwe_bad_signature")
     ok = httpx.post(f"{url}/v1/auth/siwe", json={"message": text, "signature": "0x" + sig.hex()})
