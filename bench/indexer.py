@@ -216,7 +216,7 @@ def main() -> None:
         rate = events / elapsed
         print(
             f"catch-up: {events:,} events in {elapsed:.2f} s = {rate:,.0f}/s over {result.ranges} ranges "
-            f"(fetch thread {ix.stats.fetch_s:.2f} s, writer {ix.stats.write_s:.2f} s: "
+            f"(fetch worker {ix.stats.fetch_s:.2f} s, writer {ix.stats.write_s:.2f} s: "
             f"decode {ix.stats.decode_s:.2f} s, inserts {ix.stats.insert_s:.2f} s)"
         )
         engine.dispose()

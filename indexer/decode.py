@@ -10,15 +10,19 @@ paths agree.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-from eth_utils import keccak
+from typing import TYPE_CHECKING, Any
 
 from indexer.errors import BadLog
-from medledger.chain.abi import AbiEvent, load_artifact
 from medledger.vocabulary import RecordStatus
+
+if TYPE_CHECKING:
+    from medledger.chain.abi import AbiEvent
+
+# eth_utils and the ABI loader (eth_abi) are imported where used: the fetch worker process (serve_ranges)
+# imports this module for the fast decoders only, and those imports were most of its start-up time.
 
 Log = dict[str, Any]
 Row = dict[str, Any]
@@ -35,7 +39,6 @@ KEY = ("block_number", "log_index", "tx_hash")
 #: Columns of each event table after ``KEY``, in the order the decoders emit them. Rows are plain tuples (no
 #: per-log dicts or objects): the writer hands them to the driver's executemany as they are.
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "events": ("contract", "name"),
     "member_events": ("account", "kind", "roles", "name", "endpoint", "encryption_key"),
     "patient_keys": ("patient", "encryption_key", "relayer"),
     "governance_events": ("name", "args"),
@@ -104,6 +107,8 @@ def column(table: str, name: str) -> int:
 
 
 def topic0(signature: str) -> str:
+    from eth_utils import keccak
+
     return "0x" + keccak(text=signature).hex()
 
 
@@ -368,6 +373,8 @@ CONTRACTS = ("Consortium", "RecordRegistry", "ConsentRegistry", "AccessLog")
 
 def event_specs() -> dict[str, dict[str, EventSpec]]:
     """``{contract: {topic0 hex: spec}}`` for every event of every MedLedger contract."""
+    from medledger.chain.abi import load_artifact
+
     out: dict[str, dict[str, EventSpec]] = {}
     for contract in CONTRACTS:
         specs: dict[str, EventSpec] = {}
@@ -388,11 +395,21 @@ def event_specs() -> dict[str, dict[str, EventSpec]]:
 
 @dataclass
 class Decoded:
-    """One range's rows: per event table (``events`` included) a list of tuples in ``KEY + COLUMNS`` order,
-    and the blocks that have events."""
+    """One range's rows: per event table a list of tuples in ``KEY + COLUMNS`` order, and the blocks that have
+    events."""
 
     tables: dict[str, list[Values]]
     blocks: set[int]
+
+    def extend(self, other: Decoded) -> None:
+        """Append ``other``'s rows (a later range) to these."""
+        for name, rows in other.tables.items():
+            mine = self.tables.get(name)
+            if mine is None:
+                self.tables[name] = list(rows)
+            else:
+                mine.extend(rows)
+        self.blocks |= other.blocks
 
 
 class LogDecoder:
@@ -402,11 +419,14 @@ class LogDecoder:
         specs = event_specs()
         self._by_address = {addr.lower(): specs[name] for name, addr in addresses.items()}
 
+    def specs_by_address(self) -> dict[str, dict[str, EventSpec]]:
+        """``{lowercase address: {topic0: spec}}``."""
+        return self._by_address
+
     def decode(self, logs: list[Log], block_times: dict[int, int]) -> Decoded:
-        """Rows per table (plus ``events`` for every log). Logs of unknown events (a newer contract version)
-        are kept in ``events`` only; logs of other addresses (a node ignoring the filter) are skipped."""
-        events: list[Values] = []
-        tables: dict[str, list[Values]] = {"events": events}
+        """Rows per table. Logs of unknown events (a newer contract version) and of other addresses (a node
+        ignoring the filter) are skipped."""
+        tables: dict[str, list[Values]] = {}
         blocks: set[int] = set()
         by_address = self._by_address
         # Per-range memo of the block number parse: a range has far fewer blocks than logs.
@@ -415,20 +435,171 @@ class LogDecoder:
             specs = by_address.get(log["address"]) or by_address.get(log["address"].lower())
             if specs is None:
                 continue
+            topics = log["topics"]
+            spec = (specs.get(topics[0]) or specs.get(topics[0].lower())) if topics else None
+            if spec is None:
+                continue
             hexnum = log["blockNumber"]
             block = numbers.get(hexnum)
             if block is None:
                 block = numbers[hexnum] = int(hexnum, 16)
                 blocks.add(block)
-            topics = log["topics"]
-            spec = (specs.get(topics[0]) or specs.get(topics[0].lower())) if topics else None
-            if spec is None:
-                events.append((block, int(log["logIndex"], 16), log["transactionHash"], "", ""))
-                continue
             row = spec.decode(log, block, block_times[block])
             rows = tables.get(spec.table)
             if rows is None:
                 rows = tables[spec.table] = []
             rows.append(row)
-            events.append((block, row[1], row[2], spec.contract, spec.name))
         return Decoded(tables, blocks)
+
+
+# ---------------------------------------------------------------------------------------------- fetch worker
+#
+# The catch-up runs the node reads (HTTP, JSON parsing) and the decoding in a child process, which streams
+# decoded rows to the writer (indexer.follower). In one process they shared the GIL with the writer's
+# inserts, and the sqlite3 module gives the GIL up and takes it back around every statement step: each
+# take-back waited behind the fetch thread's Python work (json.loads of a 4 MB response holds the GIL
+# throughout), which made the inserts 2-3x slower than SQLite's own work. The worker needs only the standard
+# library and the fast decoders; anything unusual (an RPC error that is not about range size, an unreachable
+# node, an unexpected reply) ends it with an "error" message and the writer goes on without it, fetching
+# in-process with the full client (retries, error types).
+
+#: Messages from the worker: ("range", start, end, logs read, headers, tables, blocks, raw logs of events
+#: without a fast decoder, next range size, seconds spent) | ("reorg", message) | ("error", message) | ("done",)
+WorkerMessage = tuple[Any, ...]
+
+
+class _RangeTooLarge(Exception):
+    pass
+
+
+def serve_ranges() -> None:
+    """Entry point of the fetch worker: reads its job (a pickled dict, see follower.Indexer._worker_job) from
+    stdin and writes pickled :data:`WorkerMessage` values to stdout until the goal block or an error."""
+    import pickle
+    import queue
+    import threading
+
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    job = pickle.load(stdin)
+    out: queue.Queue[bytes | None] = queue.Queue(maxsize=job["depth"])
+
+    def send() -> None:
+        # Writing releases the GIL, so pickled ranges go out while the next one is read and decoded.
+        while (item := out.get()) is not None:
+            stdout.write(item)
+            stdout.flush()
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        for message in _fetch_ranges(job):
+            out.put(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+    except Exception as exc:  # reported to the writer, which continues without the worker
+        kind = "reorg" if type(exc).__name__ == "ReorgDetected" else "error"
+        out.put(pickle.dumps((kind, f"{type(exc).__name__}: {exc}"), protocol=pickle.HIGHEST_PROTOCOL))
+    out.put(None)
+    sender.join()
+
+
+def _fetch_ranges(job: dict[str, Any]) -> Any:
+    import http.client
+    import time
+    from urllib.parse import urlsplit
+
+    from indexer.errors import ReorgDetected
+
+    url = urlsplit(job["url"])
+    conn_type = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+    conn = conn_type(url.hostname or "127.0.0.1", url.port, timeout=job["timeout"])
+    path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+    ids = iter(range(1, 1 << 62))
+
+    def post(body: Any) -> Any:
+        conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        data = resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"HTTP {resp.status}")
+        return json.loads(data)
+
+    def call(method: str, params: list[Any]) -> Any:
+        reply = post({"jsonrpc": "2.0", "id": next(ids), "method": method, "params": params})
+        if "error" in reply:
+            text = str(reply["error"].get("message", "")).lower()
+            if any(s in text for s in job["range_errors"]):
+                raise _RangeTooLarge(text)
+            raise RuntimeError(f"{method}: {reply['error']}")
+        return reply["result"]
+
+    specs: dict[str, dict[str, tuple[str, Decoder | None]]] = {
+        addr: {t: (table, _FAST[name][1] if name in _FAST else None) for t, (table, name) in by_topic.items()}
+        for addr, by_topic in job["specs"].items()
+    }
+    filter_addresses = list(job["specs"])
+    size, goal = job["range"], job["goal"]
+    a = job["start"]
+    while a <= goal:
+        t0 = time.perf_counter()
+        end = min(goal, a + size - 1)
+        try:
+            logs = call("eth_getLogs", [{"fromBlock": hex(a), "toBlock": hex(end), "address": filter_addresses}])
+        except _RangeTooLarge:
+            if end == a:
+                raise
+            size = max(1, (end - a + 1) // 2)
+            continue
+        logs = [lg for lg in logs if not lg.get("removed")]
+        hexnums = {lg["blockNumber"] for lg in logs}
+        numbers = sorted({a, end, *(int(h, 16) for h in hexnums)})
+        replies = post(
+            [
+                {"jsonrpc": "2.0", "id": i, "method": "eth_getBlockByNumber", "params": [hex(n), False]}
+                for i, n in enumerate(numbers)
+            ]
+        )
+        by_id = {r.get("id"): r for r in replies}
+        headers: list[tuple[int, str, str, int]] = []
+        hashes: dict[int, str] = {}
+        times: dict[int, int] = {}
+        for i, n in enumerate(numbers):
+            raw = by_id[i].get("result")
+            if raw is None:
+                raise ReorgDetected(f"block {n} is no longer on the chain")
+            ts = int(raw["timestamp"], 16)
+            headers.append((n, raw["hash"], raw["parentHash"], ts))
+            hashes[n] = raw["hash"]
+            times[n] = ts
+        tables: dict[str, list[Values]] = {}
+        blocks: set[int] = set()
+        other: list[Log] = []
+        block_of = {h: int(h, 16) for h in hexnums}
+        for log in logs:
+            block = block_of[log["blockNumber"]]
+            if log["blockHash"] != hashes[block]:
+                raise ReorgDetected(f"block {block} changed while range {a}..{end} was read")
+            by_topic = specs.get(log["address"].lower())
+            topics = log["topics"]
+            if by_topic is None or not topics:
+                continue
+            spec = by_topic.get(topics[0].lower())
+            if spec is None:
+                continue
+            table, fn = spec
+            if fn is None:
+                other.append(log)
+                continue
+            blocks.add(block)
+            rows = tables.get(table)
+            if rows is None:
+                rows = tables[table] = []
+            rows.append(fn(log, block, times[block]))
+        size = _adapt(end - a + 1, len(logs), job["target_logs"], job["max_range"])
+        yield ("range", a, end, len(logs), headers, tables, blocks, other, size, time.perf_counter() - t0)
+        a = end + 1
+    yield ("done",)
+
+
+def _adapt(size: int, logs: int, target: int, max_range: int) -> int:
+    """The next range size: aim at ``target`` logs, change by 4x at most (4x up after an empty range)."""
+    new = size * 4 if logs == 0 else max(size // 4, min(size * 4, size * target // logs))
+    return max(1, min(max_range, new))

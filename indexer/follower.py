@@ -15,7 +15,11 @@ again. The result equals a fresh index of the new chain (tests/indexer/test_reor
 from __future__ import annotations
 
 import itertools
+import os
+import pickle
 import queue
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -27,6 +31,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, Table, bindparam, delete, func, select, text, update
 
 from indexer.decode import COLUMNS, CONTRACTS, KEY, Decoded, LogDecoder, Values, column
+from indexer.decode import _adapt as adapt_range
 from indexer.errors import ChainMismatch, IndexerError, ReorgDetected, SchemaMissing
 from indexer.models import EVENT_TABLES, VERSION_TABLE, Base, Block, BreakGlassWindow, ConsentGrant, Cursor, Record
 from medledger.chain.deploy import DeploymentManifest
@@ -35,7 +40,7 @@ from medledger.db import upgrade
 from medledger.vocabulary import RecordStatus
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 ZERO_HASH = "0x" + "00" * 32
 
 _records = Record.__table__
@@ -67,6 +72,8 @@ class IndexerConfig:
         reorg_window: Headers of blocks without events are kept this far back, for reorg detection.
         pipeline_depth: Fetched ranges waiting for the writer at most.
         poll_interval: Seconds between head polls when following.
+        fetch_process: Read and decode ranges in a child process (see ``decode.serve_ranges``) when the
+            node is a plain HTTP(S) :class:`JsonRpcClient`; otherwise, or after a worker error, in a thread.
     """
 
     confirmations: int = 0
@@ -76,6 +83,10 @@ class IndexerConfig:
     reorg_window: int = 128
     pipeline_depth: int = 3
     poll_interval: float = 1.0
+    fetch_process: bool = True
+    #: Fewest blocks behind for a sync to use the worker process (starting one costs ~0.1 s; following a
+    #: few new blocks, as the node's ledger view does every 50 ms, stays in process).
+    worker_min_blocks: int = 512
 
     def __post_init__(self) -> None:
         if self.confirmations < 0:
@@ -96,13 +107,21 @@ class Header:
 
 @dataclass
 class RangeBatch:
-    """Everything read for blocks ``start..end``: logs in chain order and the headers the writer needs
-    (the first and last block and every block with a log)."""
+    """Everything read for blocks ``start..end``: logs in chain order, the headers the writer needs (the first
+    and last block and every block with a log), and the logs decoded into rows (by the fetch thread, so the
+    writer only writes)."""
 
     start: int
     end: int
     logs: list[dict[str, Any]]
     headers: dict[int, Header]
+    decoded: Decoded | None = None
+    #: Logs read, when ``logs`` is not kept (the fetch worker sends decoded rows only).
+    count: int | None = None
+
+    @property
+    def log_count(self) -> int:
+        return len(self.logs) if self.count is None else self.count
 
 
 def merge_batches(batches: list[RangeBatch]) -> RangeBatch:
@@ -113,11 +132,25 @@ def merge_batches(batches: list[RangeBatch]) -> RangeBatch:
         if b.start != a.end + 1:
             raise IndexerError(f"ranges {a.start}..{a.end} and {b.start}..{b.end} are not consecutive")
     headers: dict[int, Header] = {}
+    decoded: Decoded | None = None
+    if all(b.decoded is not None for b in batches):
+        decoded = Decoded({}, set())
+        for b in batches:
+            decoded.extend(b.decoded)  # type: ignore[arg-type]
     for b in batches:
         headers.update(b.headers)
     return RangeBatch(
-        batches[0].start, batches[-1].end, [lg for b in batches for lg in b.logs], dict(sorted(headers.items()))
+        batches[0].start,
+        batches[-1].end,
+        [lg for b in batches for lg in b.logs],
+        dict(sorted(headers.items())),
+        decoded,
+        sum(b.log_count for b in batches),
     )
+
+
+class _WorkerFailed(Exception):
+    """The fetch worker stopped on something it does not handle; the writer continues without it."""
 
 
 @dataclass(frozen=True)
@@ -171,25 +204,62 @@ SQLITE_CHECKPOINT_PAGES = 16_384
 _BLOCK_COLUMNS = ("number", "hash", "parent_hash", "timestamp", "has_events")
 
 
-def _insert_sql(dialect: str, table: str, columns: Iterable[str]) -> str:
+#: Bound parameters per SQLite statement at most (SQLITE_MAX_VARIABLE_NUMBER is 32,766 since 3.32).
+SQLITE_MAX_PARAMS = 32_766
+
+
+@dataclass(frozen=True)
+class InsertSql:
     """An insert that skips rows colliding with an existing key (re-delivered logs), in the driver's
     placeholder style. ``ON CONFLICT DO NOTHING`` (not SQLite's ``INSERT OR IGNORE``, which would also
     swallow NOT NULL violations) on both databases."""
-    cols = list(columns)
-    mark = "?" if dialect == "sqlite" else "%s"
-    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))}) ON CONFLICT DO NOTHING"
+
+    dialect: str
+    table: str
+    columns: tuple[str, ...]
+
+    @property
+    def sql(self) -> str:
+        return self.values(1)
+
+    def values(self, rows: int) -> str:
+        """The insert with ``rows`` row placeholders in one ``VALUES`` list."""
+        mark = "?" if self.dialect == "sqlite" else "%s"
+        row = f"({', '.join([mark] * len(self.columns))})"
+        values = ", ".join([row] * rows)
+        return f"INSERT INTO {self.table} ({', '.join(self.columns)}) VALUES {values} ON CONFLICT DO NOTHING"
+
+    @property
+    def rows_per_statement(self) -> int:
+        return max(1, SQLITE_MAX_PARAMS // len(self.columns))
 
 
-def insert_ignore(conn: Connection, sql: str, rows: list[Values]) -> None:
-    """Run ``sql`` for every row through the DBAPI cursor of ``conn`` (inside its transaction).
+def _insert_sql(dialect: str, table: str, columns: Iterable[str]) -> InsertSql:
+    return InsertSql(dialect, table, tuple(columns))
 
-    The rows are already tuples in column order, so nothing is gained from SQLAlchemy's per-row parameter
-    processing, which cost as much as SQLite's own work on a 5,000-log range."""
+
+def insert_ignore(conn: Connection, insert: InsertSql, rows: list[Values]) -> None:
+    """Insert ``rows`` (tuples in column order) through the DBAPI cursor of ``conn`` (inside its transaction).
+
+    The rows are already tuples, so nothing is gained from SQLAlchemy's per-row parameter processing, which
+    cost as much as SQLite's own work on a 5,000-log range. On SQLite the rows go in as multi-row ``VALUES``
+    statements: the ``sqlite3`` module releases and re-takes the GIL around every statement step, and with
+    ``executemany`` (one step per row) each re-take waited behind the fetch thread (JSON parsing, decoding)
+    for up to the 5 ms switch interval, which made the inserts ~2.5x slower than SQLite's own work. With
+    ~2,000 rows per step the writer holds the GIL only to bind and runs SQLite in parallel with the fetcher."""
     if not rows:
         return
     cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        cur.executemany(sql, rows)
+        if insert.dialect != "sqlite":
+            cur.executemany(insert.sql, rows)
+            return
+        step = insert.rows_per_statement
+        full = insert.values(step)
+        flat = itertools.chain.from_iterable
+        for i in range(0, len(rows), step):
+            chunk = rows[i : i + step]
+            cur.execute(full if len(chunk) == step else insert.values(len(chunk)), tuple(flat(chunk)))
     finally:
         cur.close()
 
@@ -222,6 +292,7 @@ class Indexer:
         self.decoder = LogDecoder(self.addresses)
         self._address_filter = [a.lower() for a in self.addresses.values()]
         self._range = self.config.initial_range
+        self._worker_ok = True
         self.stats = _Stats()
         dialect = engine.dialect.name
         self._insert = {t: _insert_sql(dialect, t, (*KEY, *cols)) for t, cols in COLUMNS.items()}
@@ -306,7 +377,8 @@ class Indexer:
         for lg in logs:
             if headers[int(lg["blockNumber"], 16)].hash != lg["blockHash"]:
                 raise ReorgDetected(f"block {int(lg['blockNumber'], 16)} changed while range {start}..{end} was read")
-        return RangeBatch(start, end, logs, headers)
+        decoded = self.decoder.decode(logs, {n: h.timestamp for n, h in headers.items()})
+        return RangeBatch(start, end, logs, headers, decoded)
 
     def _fetch_adaptive(self, start: int, limit: int) -> RangeBatch:
         """Fetch a range from ``start`` of the current adaptive size, halving it on range/size errors."""
@@ -320,13 +392,8 @@ class Indexer:
                     self._range = max(1, (end - start + 1) // 2)
                     continue
                 raise
-            self._adapt(end - start + 1, len(batch.logs))
+            self._range = adapt_range(end - start + 1, len(batch.logs), self.config.target_logs, self.config.max_range)
             return batch
-
-    def _adapt(self, size: int, logs: int) -> None:
-        target = self.config.target_logs
-        new = size * 4 if logs == 0 else max(size // 4, min(size * 4, size * target // logs))
-        self._range = max(1, min(self.config.max_range, new))
 
     # ------------------------------------------------------------------ writing
 
@@ -351,7 +418,9 @@ class Indexer:
             else:
                 self._check_known_headers(conn, batch)
             t1 = time.perf_counter()
-            decoded = self.decoder.decode(batch.logs, {n: h.timestamp for n, h in batch.headers.items()})
+            decoded = batch.decoded
+            if decoded is None:
+                decoded = self.decoder.decode(batch.logs, {n: h.timestamp for n, h in batch.headers.items()})
             t2 = time.perf_counter()
             self._write(conn, decoded)
             self.stats.decode_s += t2 - t1
@@ -545,6 +614,8 @@ class Indexer:
                 return result
             try:
                 self._pipeline(pos.block_number + 1, goal, result, max_ranges)
+            except _WorkerFailed:
+                self._worker_ok = False  # the rest of the run fetches in-process (full client, its errors)
             except ReorgDetected:
                 rolled = self._rollback_to_ancestor()
                 result.reorgs += 1
@@ -577,7 +648,30 @@ class Indexer:
             except BaseException as exc:  # handed to the writer thread, which re-raises it
                 put(exc)
 
-        thread = threading.Thread(target=produce, name="indexer-fetch", daemon=True)
+        worker = None
+        if self._use_worker(start, goal):
+            try:
+                worker = self._start_worker(start, goal)
+            except OSError:  # no interpreter to start, or it died before taking its job
+                self._worker_ok = False
+
+        def receive() -> None:
+            assert worker is not None and worker.stdout is not None
+            try:
+                while not stop.is_set():
+                    msg = pickle.load(worker.stdout)
+                    if msg[0] == "done":
+                        put(None)
+                        return
+                    if msg[0] != "range":
+                        put(ReorgDetected(msg[1]) if msg[0] == "reorg" else _WorkerFailed(msg[1]))
+                        return
+                    if not put(self._worker_batch(msg)):
+                        return
+            except BaseException as exc:  # EOF or a broken message: the worker died
+                put(_WorkerFailed(f"fetch worker: {exc!r}"))
+
+        thread = threading.Thread(target=produce if worker is None else receive, name="indexer-fetch", daemon=True)
         thread.start()
         pending: RangeBatch | BaseException | None = None
         held = False
@@ -594,7 +688,7 @@ class Indexer:
                 # the random-keyed indexes, so fewer, larger commits cost less per log; when the writer keeps
                 # up, each range is still committed alone and as soon as it arrives.
                 group = [item]
-                logs = len(item.logs)
+                logs = item.log_count
                 budget = self.config.target_logs * self.config.pipeline_depth
                 if max_ranges is not None:
                     budget = 0  # restart tests count written ranges: one range per transaction
@@ -607,7 +701,7 @@ class Indexer:
                         pending, held = nxt, True
                         break
                     group.append(nxt)
-                    logs += len(nxt.logs)
+                    logs += nxt.log_count
                 result.position = self.apply(merge_batches(group))
                 result.ranges += len(group)
                 result.logs += logs
@@ -615,7 +709,75 @@ class Indexer:
                     return
         finally:
             stop.set()
+            if worker is not None:
+                # Our own child: stopping it early (max_ranges, an error) loses only ranges not yet written.
+                worker.kill()
+                worker.wait()
             thread.join()
+            if worker is not None and worker.stdout is not None:
+                worker.stdout.close()
+
+    def _use_worker(self, start: int, goal: int) -> bool:
+        # Only for catch-up: starting a process costs ~0.1 s, far more than following a few new blocks
+        # (the node's ledger view syncs every 50 ms).
+        return (
+            goal - start + 1 >= self.config.worker_min_blocks
+            and self.config.fetch_process
+            and self._worker_ok
+            and type(self.rpc) is JsonRpcClient
+            and self.rpc.url.startswith(("http://", "https://"))
+        )
+
+    def _start_worker(self, start: int, goal: int) -> subprocess.Popen[bytes]:
+        """Start the fetch worker for blocks ``start..goal`` (see ``decode.serve_ranges``)."""
+        specs = {
+            addr: {t: (spec.table, spec.name) for t, spec in by_topic.items()}
+            for addr, by_topic in self.decoder.specs_by_address().items()
+        }
+        job = {
+            "url": self.rpc.url,
+            "timeout": self._rpc_timeout(),
+            "specs": specs,
+            "start": start,
+            "goal": goal,
+            "range": self._range,
+            "max_range": self.config.max_range,
+            "target_logs": self.config.target_logs,
+            "range_errors": _RANGE_ERRORS,
+            "depth": self.config.pipeline_depth,
+        }
+        root = str(Path(__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from indexer.decode import serve_ranges; serve_ranges()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        assert proc.stdin is not None
+        try:
+            pickle.dump(job, proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            proc.stdin.close()
+        except OSError:
+            proc.kill()
+            proc.wait()
+            raise
+        return proc
+
+    def _rpc_timeout(self) -> float:
+        timeout = getattr(getattr(self.rpc, "_http", None), "timeout", None)
+        read = getattr(timeout, "read", None)
+        return float(read) if read else 30.0
+
+    def _worker_batch(self, msg: tuple[Any, ...]) -> RangeBatch:
+        _, start, end, count, raw_headers, tables, blocks, other, size, seconds = msg
+        headers = {n: Header(n, h, p, ts) for n, h, p, ts in raw_headers}
+        decoded = Decoded(tables, blocks)
+        if other:  # events without a fast decoder (the Consortium's): rare, decoded here with eth_abi
+            decoded.extend(self.decoder.decode(other, {n: h.timestamp for n, h in headers.items()}))
+        self._range = size
+        self.stats.fetch_s += seconds
+        return RangeBatch(start, end, [], headers, decoded, count)
 
     def follow(
         self,

@@ -62,14 +62,6 @@ class Block(Base):
     has_events: Mapped[bool] = mapped_column(Boolean)
 
 
-class Event(LogKeyed, Base):
-    """Every indexed log, whatever its kind: the idempotency key and a raw audit of what was read."""
-
-    __tablename__ = "events"
-    contract: Mapped[str] = mapped_column(String(32))
-    name: Mapped[str] = mapped_column(String(40))
-
-
 class MemberEvent(LogKeyed, Base):
     """Membership changes; current members are replayed from these (see queries.members)."""
 
@@ -221,7 +213,6 @@ class AccessEntry(LogKeyed, Base):
 
 #: Tables whose rows all derive from logs: emptied above the ancestor on a rollback, and compared in tests.
 EVENT_TABLES = [
-    Event.__table__,
     MemberEvent.__table__,
     PatientKey.__table__,
     GovernanceEvent.__table__,
