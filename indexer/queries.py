@@ -119,10 +119,7 @@ class TimelineEntry:
 
     @property
     def record_class_name(self) -> str:
-        try:
-            return RecordClass(self.record_class).name.lower()
-        except ValueError:
-            return str(self.record_class)
+        return RecordClass.label(self.record_class)
 
 
 @dataclass(frozen=True)
@@ -532,7 +529,7 @@ class IndexQueries:
         if g.grantee != a.accessor:
             return "grant names another grantee"
         if g.purpose != a.purpose:
-            return f"grant is for purpose {_purpose(g.purpose)}, access for {_purpose(a.purpose)}"
+            return f"grant is for purpose {Purpose.label(g.purpose)}, access for {Purpose.label(a.purpose)}"
         if (g.block_number, g.log_index) > pos:
             return "grant was made after the access"
         if g.revoked_block is not None and (g.revoked_block, g.revoked_log_index) < pos:
@@ -636,10 +633,7 @@ class IndexQueries:
         out: dict[str, int] = {}
         for k, n in rows:
             if by == "class":
-                try:
-                    label = RecordClass(k).name.lower()
-                except ValueError:
-                    label = str(k)
+                label = RecordClass.label(k)
             elif by == "custodian":
                 label = to_checksum_address(k)
             else:
@@ -697,10 +691,3 @@ class IndexQueries:
         if cur is None:
             return IndexStatus(None, None, None, None, None, counts)
         return IndexStatus(cur.chain_id, cur.start_block, cur.block_number, cur.block_hash, cur.block_time, counts)
-
-
-def _purpose(code: int) -> str:
-    try:
-        return Purpose(code).name.lower()
-    except ValueError:
-        return str(code)

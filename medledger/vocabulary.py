@@ -47,6 +47,11 @@ class Purpose(IntEnum):
     PAYMENT = 7
 
     @classmethod
+    def label(cls, code: int) -> str:
+        """The lower-case name of ``code``, or the number itself if it is not a known purpose."""
+        return _label(cls, code)
+
+    @classmethod
     def parse(cls, text: str) -> Purpose:
         try:
             return cls[text.strip().upper().replace("-", "_")]
@@ -70,6 +75,11 @@ class RecordClass(IntEnum):
     PROCEDURE = 11
     VITAL_SIGNS = 12
     SELF_TEST = 13
+
+    @classmethod
+    def label(cls, code: int) -> str:
+        """The lower-case name of ``code``, or the number itself if it is not a known class."""
+        return _label(cls, code)
 
     @classmethod
     def parse(cls, text: str) -> RecordClass:
@@ -110,6 +120,13 @@ class RecordStatus(IntEnum):
     ACTIVE = 1
     SUPERSEDED = 2
     ERASED = 3
+
+
+def _label(cls: type[IntEnum], code: int) -> str:
+    try:
+        return cls(code).name.lower()
+    except ValueError:
+        return str(code)
 
 
 def _parse_flags(cls: type[Role], text: str) -> Role:

@@ -16,12 +16,13 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from medledger.chain.contracts import AccessLogClient
-from medledger.chain.rpc import RpcError, RpcUnavailable
+from medledger.chain.rpc import RpcUnavailable
 from medledger.chain.sender import SignedTx, TransactionFailed, TransactionSender
 from medledger.chain.types import Access
 from medledger.errors import ConfigError
@@ -207,25 +208,17 @@ class AccessLogger:
                 for r in rows
             ]
             ids = [r.id for r in rows]
-            try:
-                signed = self.sender.sign(
-                    self.client.address,
-                    self.client.encode_log_accesses(accesses),
-                    gas=AccessLogClient.log_gas(len(accesses)),
-                )
-                self._persist(signed, ids)
-            except BaseException:
-                self.sender.resync_nonce()
-                raise
-            try:
-                self.sender.broadcast(signed)
-            except (TransactionFailed, RpcError) as exc:
-                log.warning("broadcast of access batch %s refused (%s); reconciled next step", signed.tx_hash, exc)
+            self.sender.send_write_ahead(
+                self.client.address,
+                self.client.encode_log_accesses(accesses),
+                gas=AccessLogClient.log_gas(len(accesses)),
+                persist=lambda signed, ids=ids: self._persist(signed, ids),
+            )
             step.batches += 1
             step.submitted += len(ids)
             in_flight += 1
 
-    def _next_batch(self) -> list:  # type: ignore[type-arg]
+    def _next_batch(self) -> list[Any]:
         with self._sessions() as s:
             rows = s.execute(
                 select(AccessEntry)

@@ -376,21 +376,12 @@ class Anchorer:
                 for r in rows
             ]
             ids = [a.record_id for a in anchors]
-            try:
-                signed = self.sender.sign(
-                    self.client.address,
-                    self.client.encode_anchor_records(anchors),
-                    gas=RecordRegistryClient.anchor_gas(len(anchors)),
-                )
-                self._persist(signed, ids)
-            except BaseException:
-                # The nonce was allocated locally but no transaction with it will be sent: forget it.
-                self.sender.resync_nonce()
-                raise
-            try:
-                self.sender.broadcast(signed)
-            except TransactionFailed as exc:
-                log.warning("broadcast of %s refused (%s); the next step reconciles it", signed.tx_hash, exc.message)
+            self.sender.send_write_ahead(
+                self.client.address,
+                self.client.encode_anchor_records(anchors),
+                gas=RecordRegistryClient.anchor_gas(len(anchors)),
+                persist=lambda signed, ids=ids: self._persist(signed, ids),
+            )
             step.batches += 1
             step.submitted += len(ids)
             in_flight += 1

@@ -99,7 +99,7 @@ class ConsentDecider:
             if g.purpose != int(purpose):
                 continue
             if not g.covers(record_class):
-                reasons.append(f"grant #{g.grant_id} does not cover {_class_name(record_class)} records")
+                reasons.append(f"grant #{g.grant_id} does not cover {RecordClass.label(record_class)} records")
             elif t < g.valid_from:
                 reasons.append(f"grant #{g.grant_id} is not valid before {g.valid_from}")
             elif t > g.valid_until:
@@ -113,7 +113,7 @@ class ConsentDecider:
                 "patient": patient,
                 "accessor": accessor,
                 "purpose": purpose.name.lower(),
-                "record_class": _class_name(record_class),
+                "record_class": RecordClass.label(record_class),
                 "block_number": snap.block_number,
             },
         )
@@ -133,10 +133,3 @@ class ConsentDecider:
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return state
-
-
-def _class_name(value: int) -> str:
-    try:
-        return RecordClass(value).name.lower()
-    except ValueError:
-        return str(value)

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
+from medledger.addresses import checksummed
 from medledger.chain.abi import ContractRevert
 from medledger.chain.contracts import ConsentRegistryClient
 from medledger.errors import InputError, MedLedgerError
@@ -20,7 +21,6 @@ from medledger.vocabulary import Role
 from node.db.models import BreakGlassNote, Notification, utcnow
 from node.identity import Requester
 from node.ledger_view import LedgerView
-from node.relay import checksummed
 
 MIN_REASON = 10
 MAX_REASON = 1000

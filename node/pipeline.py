@@ -88,13 +88,6 @@ class _Prepared:
     cid: str = ""
 
 
-def _class_name(value: int) -> str:
-    try:
-        return RecordClass(value).name.lower()
-    except ValueError:
-        return str(value)
-
-
 class IngestPipeline:
     """Encrypts, stores and queues records of ``custodian`` (this node's ledger address)."""
 
@@ -361,7 +354,7 @@ class IngestPipeline:
         message: str | None = None,
     ) -> IngestResult:
         return IngestResult(
-            "0x" + rid.hex(), status, _class_name(int(rec.record_class)), rec.type_code, cid, error, message
+            "0x" + rid.hex(), status, RecordClass.label(int(rec.record_class)), rec.type_code, cid, error, message
         )
 
     # ------------------------------------------------------------------ reads
@@ -379,7 +372,7 @@ class IngestPipeline:
             return {
                 "record_id": "0x" + bytes(r.record_id).hex(),
                 "status": r.status,
-                "record_class": _class_name(r.record_class),
+                "record_class": RecordClass.label(r.record_class),
                 "type_code": r.type_code,
                 "cid": r.cid,
                 "commitment": "0x" + bytes(r.commitment).hex(),

@@ -19,6 +19,7 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
+from medledger.addresses import checksummed
 from medledger.chain.abi import ContractRevert
 from medledger.chain.contracts import ConsentRegistryClient, ConsortiumClient
 from medledger.chain.typed_data import (
@@ -31,7 +32,7 @@ from medledger.chain.typed_data import (
     revoke_typed_data,
 )
 from medledger.chain.types import GrantTerms
-from medledger.errors import InputError, MedLedgerError
+from medledger.errors import MedLedgerError
 from medledger.vocabulary import Purpose
 from node.ledger_view import LedgerView
 
@@ -70,19 +71,6 @@ class Relayed:
         if self.grant_id is not None:
             out["grant_id"] = self.grant_id
         return out
-
-
-def checksummed(value: str, what: str) -> str:
-    """``value`` as a checksummed address; all-lower-case is accepted, mixed case must be a valid EIP-55."""
-    if not isinstance(value, str) or len(value) != 42 or not value.startswith("0x"):
-        raise InputError(f"{what} must be a 0x-prefixed 20-byte address", code="invalid_address")
-    try:
-        out = to_checksum_address(value)
-    except ValueError:
-        raise InputError(f"{what} is not a valid address", code="invalid_address") from None
-    if value[2:] != value[2:].lower() and value != out:
-        raise InputError(f"{what} has a wrong EIP-55 checksum", code="invalid_address")
-    return out
 
 
 class ConsentRelay:

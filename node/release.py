@@ -63,7 +63,7 @@ class HeldRecord:
         return {
             "record_id": "0x" + self.record_id.hex(),
             "patient": self.patient,
-            "record_class": _class_name(self.record_class),
+            "record_class": RecordClass.label(self.record_class),
             "type_code": self.type_code,
             "media_type": self.media_type,
             "cid": self.cid,
@@ -266,14 +266,7 @@ def _break_glass_notice(
             "accessor": requester.address,
             "custodian": custodian,
             "record_id": "0x" + held.record_id.hex(),
-            "record_class": _class_name(held.record_class),
+            "record_class": RecordClass.label(held.record_class),
             "block_number": decision.block_number,
         },
     )
-
-
-def _class_name(value: int) -> str:
-    try:
-        return RecordClass(value).name.lower()
-    except ValueError:
-        return str(value)

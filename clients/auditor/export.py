@@ -27,12 +27,7 @@ def iso(ts: int | None) -> str | None:
 
 
 def _class_name(code: int | None) -> str | None:
-    if code is None:
-        return None
-    try:
-        return RecordClass(code).name.lower()
-    except ValueError:
-        return str(code)
+    return None if code is None else RecordClass.label(code)
 
 
 # ---------------------------------------------------------------------------------------------- JSON

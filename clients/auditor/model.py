@@ -144,10 +144,7 @@ class Facts:
 
 
 def purpose_name(code: int) -> str:
-    try:
-        return Purpose(code).name.lower()
-    except ValueError:
-        return str(code)
+    return Purpose.label(code)
 
 
 def auth_label(access: AccessView) -> str:

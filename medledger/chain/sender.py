@@ -9,9 +9,10 @@ crash: re-broadcasting the same signed transaction is idempotent.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,8 @@ from eth_account.signers.local import LocalAccount
 from medledger.chain.abi import ContractAbi, ContractRevert
 from medledger.chain.rpc import JsonRpcClient, RpcError
 from medledger.errors import MedLedgerError
+
+log = logging.getLogger(__name__)
 
 
 class TransactionFailed(MedLedgerError):
@@ -170,6 +173,26 @@ class TransactionSender:
             # The nonce may now be wrong (consumed elsewhere or never used): re-read it for the next send.
             self.resync_nonce()
             raise TransactionFailed(f"node refused transaction {tx.tx_hash}: {err.rpc_message}") from err
+
+    def send_write_ahead(self, to: str, data: bytes, *, gas: int, persist: Callable[[SignedTx], None]) -> SignedTx:
+        """Sign, let ``persist`` store the signed transaction durably, then broadcast: the protocol of callers
+        that must never lose or duplicate a write (a crash after ``persist`` re-sends the same bytes).
+
+        If signing or ``persist`` fails the allocated nonce is forgotten (no transaction with it will be
+        sent). A refused broadcast is only logged: the stored transaction is reconciled by the caller's next
+        tracking step. :class:`RpcUnavailable` propagates.
+        """
+        try:
+            signed = self.sign(to, data, gas=gas)
+            persist(signed)
+        except BaseException:
+            self.resync_nonce()
+            raise
+        try:
+            self.broadcast(signed)
+        except TransactionFailed as exc:
+            log.warning("broadcast of %s refused (%s); reconciled on the next step", signed.tx_hash, exc.message)
+        return signed
 
     def send(self, to: str | None, data: bytes, *, gas: int | None = None, abi: ContractAbi | None = None) -> str:
         """Sign and broadcast; returns the transaction hash without waiting."""

@@ -9,19 +9,14 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from medledger.addresses import checksummed
 from medledger.errors import MedLedgerError
-from node.api.deps import Staff, staff_requester
+from node.api.deps import Staff, services_of, staff_requester
 from node.api.responses import errors
 from node.api.sharing import Limit, TimelinePage, purpose_of, record_id_of, timeline_page
 from node.auth import StaffRole
-from node.relay import checksummed
-from node.service import NodeServices
 
 router = APIRouter()
-
-
-def _services(request: Request) -> NodeServices:
-    return request.app.state.services  # type: ignore[no-any-return]
 
 
 class BreakGlassRequest(BaseModel):
@@ -49,7 +44,7 @@ def patient_timeline(
     request: Request, patient: str, who: Staff, limit: Limit = 50, cursor: str | None = None
 ) -> TimelinePage:
     staff_requester(request, who, StaffRole.CLINICIAN, StaffRole.AUDITOR)
-    return timeline_page(_services(request), checksummed(patient, "patient"), limit, cursor)
+    return timeline_page(services_of(request), checksummed(patient, "patient"), limit, cursor)
 
 
 @router.get(
@@ -71,7 +66,7 @@ async def read_record(
     who: Staff,
     purpose: Annotated[str, Query(max_length=32)] = "treatment",
 ) -> Response:
-    services = _services(request)
+    services = services_of(request)
     requester = staff_requester(request, who, StaffRole.CLINICIAN)
     p = purpose_of(purpose)
     rid = record_id_of(record_id)
@@ -107,5 +102,5 @@ async def read_record(
 )
 def break_glass(request: Request, patient: str, body: BreakGlassRequest, who: Staff) -> BreakGlassReply:
     requester = staff_requester(request, who, StaffRole.CLINICIAN)
-    out = _services(request).break_glass.open(requester, patient, body.reason, body.duration_seconds)
+    out = services_of(request).break_glass.open(requester, patient, body.reason, body.duration_seconds)
     return BreakGlassReply(**out)

@@ -9,27 +9,31 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from medledger.addresses import checksummed
 from medledger.chain.types import GrantTerms
 from medledger.errors import InputError
 from medledger.vocabulary import Purpose, Role
-from node.api.deps import SIGNED_REQUEST_HEADERS, Patient, Staff, patient_or_institution, signed_institution
+from node.api.deps import (
+    SIGNED_REQUEST_HEADERS,
+    Patient,
+    Staff,
+    patient_or_institution,
+    services_of,
+    signed_institution,
+)
 from node.api.responses import errors
 from node.auth import StaffRole, require_role
 from node.db.models import Notification
 from node.identity import Requester, RequesterKind
-from node.relay import checksummed
 from node.service import NodeServices
 
 router = APIRouter()
 
 _HEX = re.compile(r"^0x[0-9a-fA-F]*$")
 MAX_JSON_BYTES = 64 * 1024
-
-
-def _services(request: Request) -> NodeServices:
-    return request.app.state.services  # type: ignore[no-any-return]
 
 
 def hex_bytes(value: str, what: str, length: int | None = None) -> bytes:
@@ -261,7 +265,7 @@ def access_page(services: NodeServices, limit: int, cursor: str | None, **filter
                 accessor=a.accessor,
                 accessor_name=(m.name if (m := members.get(a.accessor.lower())) else None),
                 custodian=a.custodian,
-                purpose=Purpose(a.purpose).name.lower() if a.purpose in {int(p) for p in Purpose} else str(a.purpose),
+                purpose=Purpose.label(a.purpose),
                 authorization=_KIND_NAMES.get(a.auth_kind, str(a.auth_kind)),
                 auth_id=a.auth_id,
                 break_glass=a.auth_kind == 2,
@@ -284,7 +288,7 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 
 @router.get("/v1/auth/siwe/nonce", tags=["patients"], response_model=SiweNonceReply, summary="Start a sign-in")
 def siwe_nonce(request: Request) -> SiweNonceReply:
-    services = _services(request)
+    services = services_of(request)
     nonce, expires = services.identities.siwe_nonce()
     ids = services.identities
     return SiweNonceReply(
@@ -300,7 +304,7 @@ def siwe_nonce(request: Request) -> SiweNonceReply:
     summary="Sign in with Ethereum (EIP-4361): a signed message for a short-lived patient token",
 )
 def siwe_login(request: Request, body: SiweLogin) -> SiweToken:
-    token, message, expires = _services(request).identities.siwe_login(
+    token, message, expires = services_of(request).identities.siwe_login(
         body.message, hex_bytes(body.signature, "signature", 65)
     )
     return SiweToken(token=token, address=message.address, expires_at=expires)
@@ -317,7 +321,7 @@ def siwe_login(request: Request, body: SiweLogin) -> SiweToken:
     summary="What a wallet signs against: EIP-712 domains and the patient's current nonces",
 )
 def signing_context(request: Request, patient: str) -> SigningContext:
-    services = _services(request)
+    services = services_of(request)
     ctx = services.relay.context(patient)
     return SigningContext(**ctx, erasure_domain=services.erasures.domain)
 
@@ -331,7 +335,7 @@ def signing_context(request: Request, patient: str) -> SigningContext:
     summary="Relay a patient's EIP-712 signed grant (the node pays the gas)",
 )
 def relay_grant(request: Request, body: GrantRequest) -> Relayed:
-    services = _services(request)
+    services = services_of(request)
     terms = GrantTerms(
         checksummed(body.grantee, "grantee"), body.classes, _purpose_code(body.purpose), body.valid_from,
         body.valid_until,
@@ -351,7 +355,7 @@ def relay_grant(request: Request, body: GrantRequest) -> Relayed:
     summary="Relay a patient's EIP-712 signed revocation; enforced from the block that contains it",
 )
 def relay_revoke(request: Request, grant_id: int, body: RevokeRequest) -> Relayed:
-    out = _services(request).relay.revoke(
+    out = services_of(request).relay.revoke(
         body.patient, grant_id, body.nonce, body.deadline, hex_bytes(body.signature, "signature", 65),
         chain_id=body.chain_id,
     )  # fmt: skip
@@ -366,7 +370,7 @@ def relay_revoke(request: Request, grant_id: int, body: RevokeRequest) -> Relaye
     summary="Relay a patient's signed registration of their X25519 encryption key",
 )
 def relay_register_key(request: Request, body: RegisterKeyRequest) -> Relayed:
-    out = _services(request).relay.register_key(
+    out = services_of(request).relay.register_key(
         body.patient, hex_bytes(body.encryption_key, "encryption_key", 32), body.nonce, body.deadline,
         hex_bytes(body.signature, "signature", 65), chain_id=body.chain_id,
     )  # fmt: skip
@@ -407,7 +411,7 @@ async def release(
     purpose: Annotated[str, Query(max_length=32)] = "treatment",
     staff_ref: Annotated[str | None, Query(max_length=66, description="requesting staff's 32-byte reference")] = None,
 ) -> ReleaseReply:
-    services = _services(request)
+    services = services_of(request)
     rid = record_id_of(record_id)
     p = purpose_of(purpose)
     if staff_ref is not None and requester.kind is RequesterKind.INSTITUTION:
@@ -437,7 +441,7 @@ async def release(
     openapi_extra=_SIGNED,
 )
 async def ciphertext(request: Request, record_id: str) -> Response:
-    services = _services(request)
+    services = services_of(request)
     rid = record_id_of(record_id)
     await signed_institution(request, Role.AUDITOR)
     held, data = await run_in_threadpool(services.releases.ciphertext, rid)
@@ -454,7 +458,7 @@ async def ciphertext(request: Request, record_id: str) -> Response:
     summary="Erase a record (crypto-shredding) on the patient's EIP-712 signed request",
 )
 def erase(request: Request, record_id: str, body: EraseRequest) -> ErasureReply:
-    services = _services(request)
+    services = services_of(request)
     rid = record_id_of(record_id)
     out = services.erasures.request(
         rid, checksummed(body.patient, "patient"), body.deadline, hex_bytes(body.signature, "signature", 65)
@@ -473,7 +477,7 @@ def erase(request: Request, record_id: str, body: EraseRequest) -> ErasureReply:
     summary="My records across all custodians, newest first",
 )
 def my_timeline(request: Request, me: Patient, limit: Limit = 50, cursor: str | None = None) -> TimelinePage:
-    return timeline_page(_services(request), me.address, limit, cursor)
+    return timeline_page(services_of(request), me.address, limit, cursor)
 
 
 @router.get(
@@ -484,7 +488,7 @@ def my_timeline(request: Request, me: Patient, limit: Limit = 50, cursor: str | 
     summary="Every logged access to my records: who, when, under which grant or break-glass",
 )
 def my_accesses(request: Request, me: Patient, limit: Limit = 50, cursor: str | None = None) -> AccessPage:
-    return access_page(_services(request), limit, cursor, patient=me.address)
+    return access_page(services_of(request), limit, cursor, patient=me.address)
 
 
 @router.get(
@@ -495,7 +499,7 @@ def my_accesses(request: Request, me: Patient, limit: Limit = 50, cursor: str | 
     summary="My grants, current and past",
 )
 def my_grants(request: Request, me: Patient) -> list[GrantItem]:
-    services = _services(request)
+    services = services_of(request)
     members = services.ledger.members()
     return [
         GrantItem(
@@ -503,7 +507,7 @@ def my_grants(request: Request, me: Patient) -> list[GrantItem]:
             grantee=g.grantee,
             grantee_name=(m.name if (m := members.get(g.grantee.lower())) else None),
             classes=g.class_names,
-            purpose=Purpose(g.purpose).name.lower(),
+            purpose=Purpose.label(g.purpose),
             valid_from=g.valid_from,
             valid_until=g.valid_until,
             block_number=g.block_number,
@@ -521,9 +525,7 @@ def my_grants(request: Request, me: Patient) -> list[GrantItem]:
     summary="Notifications from this node's outbox (break-glass openings and accesses)",
 )
 def my_notifications(request: Request, me: Patient, after: Annotated[int, Query(ge=0)] = 0) -> list[NotificationItem]:
-    from sqlalchemy import select
-
-    services = _services(request)
+    services = services_of(request)
     with services.sessions() as s:
         rows = s.scalars(
             select(Notification)
@@ -557,4 +559,4 @@ def audit_accesses(
 ) -> AccessPage:
     require_role(who, StaffRole.AUDITOR)
     filters = {k: v for k, v in (("patient", patient), ("accessor", accessor), ("record_id", record_id)) if v}
-    return access_page(_services(request), limit, cursor, **filters)
+    return access_page(services_of(request), limit, cursor, **filters)
