@@ -29,14 +29,10 @@ fi
 
 npm_stamp=$(cat package-lock.json | sha256sum | cut -c1-16)
 if [ "$(cat node_modules/.medledger-stamp 2>/dev/null)" != "$npm_stamp" ]; then
-  say "installing the pinned npm toolchain (npm install from package-lock.json)"
-  # Not `npm ci`: @foundry-rs/anvil lists per-platform optional packages of which the registry serves only
-  # some, so no lockfile can hold them all and `npm ci` rejects every lock (npm/cli#8320). `npm install`
-  # installs the locked versions; the check below proves it did not re-resolve anything.
+  say "installing the pinned npm toolchain (npm ci from package-lock.json)"
+  # The lock lists every platform's Anvil package (npm installs only this platform's); `npm ci` installs
+  # exactly the locked versions and fails if the lock does not match package.json.
   # Install scripts stay off: anvil's postinstall would download a binary that its platform package carries.
-  npm install --no-audit --no-fund --ignore-scripts --loglevel=error
-  if [ "$(cat package-lock.json | sha256sum | cut -c1-16)" != "$npm_stamp" ]; then
-    die "npm changed package-lock.json: the lock no longer matches package.json (run npm install and commit it)"
-  fi
+  npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
   echo "$npm_stamp" > node_modules/.medledger-stamp
 fi
