@@ -11,13 +11,13 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from indexer.db import adopt_page_size, index_engine
 from indexer.errors import IndexerError
 from indexer.follower import Indexer, IndexerConfig, Progress, drop_schema, schema_revision
 from indexer.queries import IndexQueries
 from medledger.chain.deploy import DeploymentManifest, manifest_path
 from medledger.chain.rpc import JsonRpcClient, RpcError, RpcUnavailable
 from medledger.cli_support import console, handles_errors, print_json
-from medledger.db import make_engine
 
 DEFAULT_DB = "sqlite:///.medledger/indexer.db"
 DEFAULT_RPC = "http://127.0.0.1:8545"
@@ -35,7 +35,7 @@ ConfOpt = Annotated[int, typer.Option("--confirmations", min=0, help="Blocks to 
 
 def _open(rpc_url: str, db_url: str, deployments_dir: Path | None, confirmations: int) -> Indexer:
     # Local arguments first: a bad --db is reported without touching the chain or the manifests.
-    engine = make_engine(db_url)
+    engine = index_engine(db_url)
     rpc = JsonRpcClient(rpc_url, retries=2)
     manifest = DeploymentManifest.load(manifest_path(rpc.chain_id(), deployments_dir))
     return Indexer(engine, rpc, manifest, IndexerConfig(confirmations=confirmations))
@@ -83,7 +83,7 @@ def run(
 
 
 def _status_data(rpc_url: str, db_url: str) -> dict[str, Any]:
-    engine = make_engine(db_url)
+    engine = index_engine(db_url)
     if schema_revision(engine) is None:
         raise IndexerError(f"{db_url} holds no index yet: run `medledger indexer run`")
     st = IndexQueries(engine).status()
@@ -134,10 +134,11 @@ def rebuild(
     confirmations: ConfOpt = 0,
 ) -> None:
     """Drop the index and build it again from the deployment's start block."""
-    engine = make_engine(db)
+    engine = index_engine(db)
     client = JsonRpcClient(rpc, retries=2)
     manifest = DeploymentManifest.load(manifest_path(client.chain_id(), deployments_dir))
     drop_schema(engine)
+    adopt_page_size(engine)
     ix = Indexer(engine, client, manifest, IndexerConfig(confirmations=confirmations))
     t0 = time.perf_counter()
     result = ix.sync()

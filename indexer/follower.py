@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import itertools
 import os
-import pickle
 import queue
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,17 +30,39 @@ from typing import Any
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, Table, bindparam, delete, func, select, text, update
 
-from indexer.decode import COLUMNS, CONTRACTS, KEY, Decoded, LogDecoder, Values, column
-from indexer.decode import _adapt as adapt_range
+from indexer.decode import (
+    COLUMNS,
+    CONTRACTS,
+    KEY,
+    BlockInfo,
+    Decoded,
+    Log,
+    LogDecoder,
+    Values,
+    block_info,
+    column,
+    logs_from_json,
+)
 from indexer.errors import ChainMismatch, IndexerError, ReorgDetected, SchemaMissing
-from indexer.models import EVENT_TABLES, VERSION_TABLE, Base, Block, BreakGlassWindow, ConsentGrant, Cursor, Record
+from indexer.fetch_worker import adapt_range, frame, read_frame
+from indexer.models import (
+    DEFERRED_INDEXES,
+    EVENT_TABLES,
+    VERSION_TABLE,
+    Base,
+    Block,
+    BreakGlassWindow,
+    ConsentGrant,
+    Cursor,
+    Record,
+)
 from medledger.chain.deploy import DeploymentManifest
 from medledger.chain.rpc import JsonRpcClient, RpcError, RpcUnavailable
 from medledger.db import upgrade
 from medledger.vocabulary import RecordStatus
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 ZERO_HASH = "0x" + "00" * 32
 
 _records = Record.__table__
@@ -72,8 +94,13 @@ class IndexerConfig:
         reorg_window: Headers of blocks without events are kept this far back, for reorg detection.
         pipeline_depth: Fetched ranges waiting for the writer at most.
         poll_interval: Seconds between head polls when following.
-        fetch_process: Read and decode ranges in a child process (see ``decode.serve_ranges``) when the
+        fetch_process: Read and decode ranges in a child process (see ``indexer.fetch_worker``) when the
             node is a plain HTTP(S) :class:`JsonRpcClient`; otherwise, or after a worker error, in a thread.
+        catch_up_blocks: Fewest blocks behind for a sync to be a catch-up: read by the fetch worker (starting
+            it costs ~0.1 s; following a few new blocks, as the node's ledger view does every 50 ms, stays in
+            process) and, on an empty index, loaded with the secondary indexes deferred.
+        defer_indexes: Build the event tables' secondary indexes after an initial catch-up instead of row by
+            row (see :meth:`Indexer.sync`).
     """
 
     confirmations: int = 0
@@ -84,17 +111,18 @@ class IndexerConfig:
     pipeline_depth: int = 3
     poll_interval: float = 1.0
     fetch_process: bool = True
-    #: Fewest blocks behind for a sync to use the worker process (starting one costs ~0.1 s; following a
-    #: few new blocks, as the node's ledger view does every 50 ms, stays in process).
-    worker_min_blocks: int = 512
+    catch_up_blocks: int = 64
+    defer_indexes: bool = True
 
     def __post_init__(self) -> None:
         if self.confirmations < 0:
             raise IndexerError(f"confirmations must be ≥ 0, got {self.confirmations}", code="invalid_input")
         if not 1 <= self.initial_range <= self.max_range:
             raise IndexerError("need 1 ≤ initial_range ≤ max_range", code="invalid_input")
-        if self.target_logs < 1 or self.reorg_window < 1 or self.pipeline_depth < 1:
-            raise IndexerError("target_logs, reorg_window and pipeline_depth must be ≥ 1", code="invalid_input")
+        if self.target_logs < 1 or self.reorg_window < 1 or self.pipeline_depth < 1 or self.catch_up_blocks < 1:
+            raise IndexerError(
+                "target_logs, reorg_window, pipeline_depth and catch_up_blocks must be ≥ 1", code="invalid_input"
+            )
 
 
 @dataclass(frozen=True)
@@ -113,7 +141,7 @@ class RangeBatch:
 
     start: int
     end: int
-    logs: list[dict[str, Any]]
+    logs: list[Log]
     headers: dict[int, Header]
     decoded: Decoded | None = None
     #: Logs read, when ``logs`` is not kept (the fetch worker sends decoded rows only).
@@ -190,6 +218,10 @@ class _Stats:
     write_s: float = 0.0
     decode_s: float = 0.0
     insert_s: float = 0.0
+
+
+def _block_info(logs: list[Log], headers: dict[int, Header]) -> BlockInfo:
+    return block_info(logs, {n: (h.hash, h.timestamp) for n, h in headers.items()})
 
 
 def _header(raw: dict[str, Any]) -> Header:
@@ -300,6 +332,7 @@ class Indexer:
         self._sqlite = dialect == "sqlite"
         if migrate:
             upgrade(engine, MIGRATIONS)
+            self.build_indexes()  # completes a deferred-index load that was interrupted
         elif schema_revision(engine) != HEAD_REVISION:
             raise SchemaMissing(f"database has no indexer schema at revision {HEAD_REVISION}: run the indexer once")
 
@@ -366,18 +399,16 @@ class Indexer:
     def fetch_range(self, start: int, end: int) -> RangeBatch:
         """Read blocks ``start..end``: their MedLedger logs and the headers needed to check and time them.
         Raises :class:`ReorgDetected` if the logs and headers disagree (the chain changed while reading)."""
-        logs = self.rpc.call(
-            "eth_getLogs", [{"fromBlock": hex(start), "toBlock": hex(end), "address": self._address_filter}]
+        logs = logs_from_json(
+            self.rpc.call(
+                "eth_getLogs", [{"fromBlock": hex(start), "toBlock": hex(end), "address": self._address_filter}]
+            )
         )
-        logs = [lg for lg in logs if not lg.get("removed")]
         numbers = {start, end}
         for lg in logs:
-            numbers.add(int(lg["blockNumber"], 16))
+            numbers.add(int(lg.blockNumber, 16))
         headers = self._headers(numbers)
-        for lg in logs:
-            if headers[int(lg["blockNumber"], 16)].hash != lg["blockHash"]:
-                raise ReorgDetected(f"block {int(lg['blockNumber'], 16)} changed while range {start}..{end} was read")
-        decoded = self.decoder.decode(logs, {n: h.timestamp for n, h in headers.items()})
+        decoded = self.decoder.decode(logs, _block_info(logs, headers))
         return RangeBatch(start, end, logs, headers, decoded)
 
     def _fetch_adaptive(self, start: int, limit: int) -> RangeBatch:
@@ -420,7 +451,7 @@ class Indexer:
             t1 = time.perf_counter()
             decoded = batch.decoded
             if decoded is None:
-                decoded = self.decoder.decode(batch.logs, {n: h.timestamp for n, h in batch.headers.items()})
+                decoded = self.decoder.decode(batch.logs, _block_info(batch.logs, batch.headers))
             t2 = time.perf_counter()
             self._write(conn, decoded)
             self.stats.decode_s += t2 - t1
@@ -601,6 +632,11 @@ class Indexer:
 
         ``max_ranges`` stops after that many written ranges (to resume later, e.g. in restart tests).
         Fetching runs in a thread ahead of decoding and writing, so node I/O overlaps the database work.
+
+        An initial catch-up (empty index, at least ``catch_up_blocks`` to read) loads the event tables without
+        their secondary indexes and builds those at the end, as bulk loads into SQLite and PostgreSQL are best
+        done: one sort per index instead of a random b-tree insert per row and index. Until they are built,
+        queries are correct but slow; an interrupted build is completed by the next :class:`Indexer`.
         """
         result = SyncResult()
         while True:
@@ -613,13 +649,34 @@ class Indexer:
                 result.position = pos
                 return result
             try:
-                self._pipeline(pos.block_number + 1, goal, result, max_ranges)
+                with self._deferred_indexes(pos, goal):
+                    self._pipeline(pos.block_number + 1, goal, result, max_ranges)
             except _WorkerFailed:
                 self._worker_ok = False  # the rest of the run fetches in-process (full client, its errors)
             except ReorgDetected:
                 rolled = self._rollback_to_ancestor()
                 result.reorgs += 1
                 result.rolled_back_blocks += rolled
+
+    @contextmanager
+    def _deferred_indexes(self, pos: Position, goal: int) -> Iterator[None]:
+        initial = pos.block_number < self.manifest.start_block
+        if not (self.config.defer_indexes and initial and goal - pos.block_number >= self.config.catch_up_blocks):
+            yield
+            return
+        with self.engine.begin() as conn:
+            for index in DEFERRED_INDEXES:
+                index.drop(conn, checkfirst=True)
+        try:
+            yield
+        finally:
+            self.build_indexes()
+
+    def build_indexes(self) -> None:
+        """Create any secondary index of the event tables that is missing (after a deferred-index load)."""
+        with self.engine.begin() as conn:
+            for index in DEFERRED_INDEXES:
+                index.create(conn, checkfirst=True)
 
     def _pipeline(self, start: int, goal: int, result: SyncResult, max_ranges: int | None) -> None:
         q: queue.Queue[RangeBatch | BaseException | None] = queue.Queue(maxsize=self.config.pipeline_depth)
@@ -659,7 +716,7 @@ class Indexer:
             assert worker is not None and worker.stdout is not None
             try:
                 while not stop.is_set():
-                    msg = pickle.load(worker.stdout)
+                    msg = read_frame(worker.stdout)
                     if msg[0] == "done":
                         put(None)
                         return
@@ -721,7 +778,7 @@ class Indexer:
         # Only for catch-up: starting a process costs ~0.1 s, far more than following a few new blocks
         # (the node's ledger view syncs every 50 ms).
         return (
-            goal - start + 1 >= self.config.worker_min_blocks
+            goal - start + 1 >= self.config.catch_up_blocks
             and self.config.fetch_process
             and self._worker_ok
             and type(self.rpc) is JsonRpcClient
@@ -729,7 +786,7 @@ class Indexer:
         )
 
     def _start_worker(self, start: int, goal: int) -> subprocess.Popen[bytes]:
-        """Start the fetch worker for blocks ``start..goal`` (see ``decode.serve_ranges``)."""
+        """Start the fetch worker for blocks ``start..goal`` (see ``indexer.fetch_worker``)."""
         specs = {
             addr: {t: (spec.table, spec.name) for t, spec in by_topic.items()}
             for addr, by_topic in self.decoder.specs_by_address().items()
@@ -749,14 +806,14 @@ class Indexer:
         root = str(Path(__file__).resolve().parent.parent)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from indexer.decode import serve_ranges; serve_ranges()"],
+            [sys.executable, "-c", "from indexer.fetch_worker import serve_ranges; serve_ranges()"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
         )
         assert proc.stdin is not None
         try:
-            pickle.dump(job, proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            proc.stdin.write(frame(job))
             proc.stdin.close()
         except OSError:
             proc.kill()
@@ -774,7 +831,8 @@ class Indexer:
         headers = {n: Header(n, h, p, ts) for n, h, p, ts in raw_headers}
         decoded = Decoded(tables, blocks)
         if other:  # events without a fast decoder (the Consortium's): rare, decoded here with eth_abi
-            decoded.extend(self.decoder.decode(other, {n: h.timestamp for n, h in headers.items()}))
+            logs = [Log(*fields) for fields in other]
+            decoded.extend(self.decoder.decode(logs, _block_info(logs, headers)))
         self._range = size
         self.stats.fetch_s += seconds
         return RangeBatch(start, end, [], headers, decoded, count)

@@ -9,7 +9,9 @@ changes it undoes; everything else is insert-only. Addresses are lowercase ``0x`
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Index, Integer, MetaData, String, Text
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, Index, Integer, MetaData, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: Stable constraint names so Alembic migrations can refer to them on both databases.
@@ -25,6 +27,13 @@ VERSION_TABLE = "indexer_alembic_version"
 ADDR = 42
 HASH = 66
 UINT = 78
+
+
+def not_null(column: str) -> dict[str, Any]:
+    """Index options for a status column set by a later event: only its non-NULL rows are indexed (the
+    rollback's ``column > ancestor`` is the one query, and it never matches NULL)."""
+    where = text(f"{column} IS NOT NULL")
+    return {"sqlite_where": where, "postgresql_where": where}
 
 
 class Base(DeclarativeBase):
@@ -110,7 +119,7 @@ class Record(LogKeyed, Base):
     __table_args__ = (
         Index("ix_records_timeline", "patient", "event_time", "block_number", "log_index"),
         Index("ix_records_custodian", "custodian", "event_time"),
-        Index("ix_records_status_block", "status_block"),
+        Index("ix_records_status_block", "status_block", **not_null("status_block")),
     )
 
 
@@ -152,10 +161,12 @@ class ConsentGrant(LogKeyed, Base):
     replaces_grant_id: Mapped[int] = mapped_column(BigInteger)
     relayer: Mapped[str] = mapped_column(String(ADDR))
     block_time: Mapped[int] = mapped_column(BigInteger)
-    revoked_block: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    revoked_block: Mapped[int | None] = mapped_column(BigInteger)
     revoked_log_index: Mapped[int | None] = mapped_column(Integer)
     revoked_time: Mapped[int | None] = mapped_column(BigInteger)
     replaced: Mapped[bool | None] = mapped_column(Boolean)
+
+    __table_args__ = (Index("ix_consent_grants_revoked_block", "revoked_block", **not_null("revoked_block")),)
 
 
 class ConsentRevocation(LogKeyed, Base):
@@ -178,8 +189,10 @@ class BreakGlassWindow(LogKeyed, Base):
     reason_hash: Mapped[str] = mapped_column(String(HASH))
     opened_at: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[int] = mapped_column(BigInteger)
-    closed_block: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    closed_block: Mapped[int | None] = mapped_column(BigInteger)
     closed_time: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_break_glass_closed_block", "closed_block", **not_null("closed_block")),)
 
 
 class BreakGlassClosure(LogKeyed, Base):
@@ -225,4 +238,10 @@ EVENT_TABLES = [
     BreakGlassWindow.__table__,
     BreakGlassClosure.__table__,
     AccessEntry.__table__,
+]
+
+#: The event tables' secondary (non-unique) indexes: an initial catch-up builds them after loading the rows
+#: (Indexer.sync). Unique constraints stay: they keep re-delivered logs out and serve the status updates.
+DEFERRED_INDEXES = [
+    index for table in EVENT_TABLES for index in sorted(table.indexes, key=lambda i: i.name or "") if not index.unique
 ]

@@ -25,8 +25,11 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for ``url`` with the settings MedLedger relies on (WAL, foreign keys, busy timeout on SQLite)."""
+def make_engine(url: str, *, sqlite_page_size: int | None = None, **kwargs: Any) -> Engine:
+    """An engine for ``url`` with the settings MedLedger relies on (WAL, foreign keys, busy timeout on SQLite).
+
+    ``sqlite_page_size`` sets the page size of a SQLite database file created through this engine (it must
+    precede WAL mode, which fixes it; existing files keep theirs)."""
     url = normalize_url(url)
     try:
         parsed = make_url(url)
@@ -40,6 +43,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
+            if sqlite_page_size is not None:
+                cur.execute(f"PRAGMA page_size={int(sqlite_page_size)}")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; WAL keeps commits atomic
             cur.execute("PRAGMA foreign_keys=ON")

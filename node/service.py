@@ -16,10 +16,10 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from indexer.db import index_engine
 from medledger.chain.deploy import Contracts, DeploymentManifest, manifest_path
 from medledger.chain.rpc import JsonRpcClient
 from medledger.chain.sender import Receipt, TransactionSender
-from medledger.db import make_engine
 from medledger.errors import ConfigError
 from node.access_journal import AccessJournal
 from node.access_logger import AccessLogger
@@ -149,7 +149,7 @@ class NodeServices:
     @cached_property
     def ledger(self) -> LedgerView:
         return LedgerView(
-            make_engine(self.config.index_db_url),
+            index_engine(self.config.index_db_url),
             self.rpc,
             self.manifest,
             poll_interval=self.config.ledger_poll_interval,

@@ -18,9 +18,9 @@ from clients.auditor.checks import check_accesses, check_ciphertexts
 from clients.auditor.ciphertexts import CiphertextSource, NodeCiphertextSource, StoreCiphertextSource
 from clients.auditor.facts import ProgressFn, gather, reindex
 from clients.auditor.model import AuditReport, Facts, Scope
+from indexer.db import index_engine
 from medledger.chain.deploy import DeploymentManifest, manifest_path
 from medledger.chain.rpc import JsonRpcClient
-from medledger.db import make_engine
 from medledger.errors import ConfigError, InputError
 
 DEFAULT_RPC = "http://127.0.0.1:8545"
@@ -77,7 +77,7 @@ def _database(db_url: str | None) -> Iterator[Engine]:
         if db_url is None:
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="medledger-audit-"))
             db_url = f"sqlite:///{Path(tmp) / 'index.db'}"
-        engine = make_engine(db_url)
+        engine = index_engine(db_url)
         try:
             yield engine
         finally:

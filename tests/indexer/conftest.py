@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
+from indexer.db import index_engine
 from indexer.follower import Indexer, IndexerConfig
 from indexer.models import EVENT_TABLES, Block, Cursor
 from medledger.chain.types import Access, GrantTerms, RecordAnchor
-from medledger.db import make_engine
 from medledger.vocabulary import AuthKind, Purpose, RecordClass, class_mask
 
 
@@ -134,7 +134,7 @@ def run_scenario(chain: Any) -> Scenario:
 
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
-    eng = make_engine(db_url)
+    eng = index_engine(db_url)
     yield eng
     eng.dispose()
 

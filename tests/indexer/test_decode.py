@@ -59,7 +59,7 @@ def test_malformed_log_is_a_precise_error():
 
     spec = next(s for s in event_specs()["AccessLog"].values())
     with pytest.raises(BadLog, match="expected 4 and 192"):
-        spec.decode({"topics": ["0x00"], "data": "0x", "transactionHash": "0xab", "logIndex": "0x1"}, 0, 0)
+        spec.row({"topics": ["0x00"], "data": "0x", "transactionHash": "0xab", "logIndex": "0x1"}, 0)
 
 
 def test_row_layout_matches_schema():

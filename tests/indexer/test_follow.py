@@ -94,7 +94,7 @@ def test_fetch_worker_equals_in_process_fetching(chain, engine, tmp_path):
     writer) builds the same index as in-process fetching, also with many small ranges."""
     run_scenario(chain)
     small = {"initial_range": 1, "target_logs": 3, "max_range": 4}
-    ix = make_indexer(engine, chain, fetch_process=True, worker_min_blocks=1, **small)
+    ix = make_indexer(engine, chain, fetch_process=True, catch_up_blocks=1, **small)
     assert ix._use_worker(1, 1)
     assert not make_indexer(engine, chain, fetch_process=True, **small)._use_worker(1, 10)
     assert ix.sync().logs > 0
@@ -116,7 +116,7 @@ def test_failed_fetch_worker_falls_back_to_in_process(chain, engine, tmp_path, m
         return subprocess.Popen([sys.executable, "-c", "pass"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
     monkeypatch.setattr(Indexer, "_start_worker", dead_worker)
-    ix = make_indexer(engine, chain, worker_min_blocks=1)
+    ix = make_indexer(engine, chain, catch_up_blocks=1)
     result = ix.sync()
     assert started and result.position is not None and result.position.block_number == chain.rpc.block_number()
     ref = make_engine(f"sqlite:///{tmp_path / 'ref.db'}")
