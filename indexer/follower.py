@@ -822,9 +822,7 @@ class Indexer:
         return proc
 
     def _rpc_timeout(self) -> float:
-        timeout = getattr(getattr(self.rpc, "_http", None), "timeout", None)
-        read = getattr(timeout, "read", None)
-        return float(read) if read else 30.0
+        return float(getattr(self.rpc, "timeout", 30.0))
 
     def _worker_batch(self, msg: tuple[Any, ...]) -> RangeBatch:
         _, start, end, count, raw_headers, tables, blocks, other, size, seconds = msg

@@ -1,19 +1,24 @@
 """The access journal: a release of a record key is written here, durably, before the key leaves the node.
 
-Concurrent releases are group-committed: each caller hands its entry to one writer thread and blocks until
-the transaction holding it has committed, so N concurrent requests cost one commit instead of N (the same
-trick databases use for their own logs). A caller never returns before its entry is durable; if the write
-fails, the caller gets the error and releases nothing. On SQLite the writer's connection commits with
-``synchronous=FULL`` (fsync per commit), so a journaled access survives a power loss, not only a crash.
+Concurrent releases are group-committed: each caller hands its entry to one writer thread and blocks (or, on
+an event loop, awaits) until the transaction holding it has committed, so N concurrent requests cost one
+commit instead of N (the same trick databases use for their own logs). A caller never returns before its
+entry is durable; if the write fails, the caller gets the error and releases nothing. On SQLite the writer's
+connection commits with ``synchronous=FULL`` (fsync per commit), so a journaled access survives a power loss,
+not only a crash.
 
 The access logger (node.access_logger) later moves journal entries onto the chain's AccessLog.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, event, insert
@@ -21,11 +26,16 @@ from sqlalchemy import Engine, event, insert
 from medledger.db import make_engine
 from medledger.errors import MedLedgerError
 from medledger.vocabulary import AuthKind, Purpose
+from node.db.fast_insert import fast_insert
 from node.db.models import AccessEntry, AccessState, Notification, SeenNonce, utcnow
 
 _table = AccessEntry.__table__
 _notifications = Notification.__table__
 _nonces = SeenNonce.__table__
+
+
+#: Seconds a claimed nonce waits at most for a commit to ride along with (see AccessJournal.remember_nonce).
+NONCE_FLUSH_INTERVAL = 0.5
 
 
 class JournalUnavailable(MedLedgerError):
@@ -44,7 +54,7 @@ class JournalEntry:
     auth_id: int
     staff_ref: bytes = b"\x00" * 32
 
-    def row(self) -> dict[str, Any]:
+    def row(self, requested_at: datetime) -> dict[str, Any]:
         return {
             "patient": self.patient,
             "accessor": self.accessor,
@@ -53,7 +63,7 @@ class JournalEntry:
             "auth_kind": int(self.auth_kind),
             "auth_id": self.auth_id,
             "staff_ref": self.staff_ref,
-            "requested_at": utcnow(),
+            "requested_at": requested_at,
             "status": AccessState.QUEUED.value,
         }
 
@@ -72,11 +82,12 @@ class NotificationDraft:
 
 @dataclass
 class _Pending:
-    entry: JournalEntry | None
+    entry: JournalEntry
     notify: NotificationDraft | None = None
-    nonce: tuple[str, str, int] | None = None
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
+    #: Set for callers awaiting on an event loop (append_async): resolved from the writer thread.
+    future: asyncio.Future[None] | None = None
 
 
 class AccessJournal:
@@ -88,11 +99,22 @@ class AccessJournal:
         timeout: Seconds a caller waits for its commit before giving up (and releasing nothing).
     """
 
-    def __init__(self, engine: Engine, *, max_group: int = 512, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_group: int = 512,
+        timeout: float = 10.0,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
         self.engine = engine
+        #: Called after a commit that journaled accesses (the access logger's doorbell).
+        self.on_commit = on_commit
         self.max_group = max_group
         self.timeout = timeout
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
+        self._nonces: list[tuple[str, str, int]] = []
+        self._nonce_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="access-journal", daemon=True)
         self._started = False
         self._lock = threading.Lock()
@@ -124,14 +146,28 @@ class AccessJournal:
         if pending.error is not None:
             raise JournalUnavailable("the access could not be journaled; nothing was released") from pending.error
 
+    async def append_async(self, entry: JournalEntry, *, notify: NotificationDraft | None = None) -> None:
+        """:meth:`append` for event-loop callers: awaits the commit instead of blocking a thread on it."""
+        self._ensure_started()
+        loop = asyncio.get_running_loop()
+        pending = _Pending(entry, notify, future=loop.create_future())
+        self._queue.put(pending)
+        assert pending.future is not None
+        try:
+            await asyncio.wait_for(asyncio.shield(pending.future), self.timeout)
+        except TimeoutError:
+            raise JournalUnavailable("the access journal did not commit in time; nothing was released") from None
+        if pending.error is not None:
+            raise JournalUnavailable("the access could not be journaled; nothing was released") from pending.error
+
     def remember_nonce(self, signer: str, nonce: str, expires: int) -> None:
         """Persist a claimed request nonce with the next group commit, without waiting. A release that
         follows the claim is journaled in the same or a later commit, so its nonce is durable before any key
-        leaves; a refused request's nonce follows within one commit."""
+        leaves; a refused request's nonce is written within ``NONCE_FLUSH_INTERVAL`` seconds (nonces never
+        cost a commit of their own while accesses are being journaled)."""
         self._ensure_started()
-        p = _Pending(None, nonce=(signer.lower(), nonce, expires))
-        p.done.set()  # nobody waits on it
-        self._queue.put(p)
+        with self._nonce_lock:
+            self._nonces.append((signer.lower(), nonce, expires))
 
     def close(self) -> None:
         if self._started:
@@ -147,10 +183,20 @@ class AccessJournal:
                     self._thread.start()
                     self._started = True
 
+    def _take_nonces(self) -> list[tuple[str, str, int]]:
+        with self._nonce_lock:
+            nonces, self._nonces = self._nonces, []
+        return nonces
+
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=NONCE_FLUSH_INTERVAL)
+            except queue.Empty:  # no access for a while: write the nonces of refused requests, if any
+                self._commit([], self._take_nonces())
+                continue
             if first is None:
+                self._commit([], self._take_nonces())
                 return
             group = [first]
             stop = False
@@ -163,24 +209,49 @@ class AccessJournal:
                     stop = True
                     break
                 group.append(item)
-            error: BaseException | None = None
-            try:
-                with self._durable_engine.begin() as conn:
-                    entries = [p.entry.row() for p in group if p.entry is not None]
-                    if entries:
-                        conn.execute(insert(_table), entries)
-                    notices = [p.notify.row() for p in group if p.notify is not None]
-                    if notices:
-                        conn.execute(insert(_notifications), notices)
-                    nonces = [
-                        {"signer": n[0], "nonce": n[1], "expires_at": n[2]} for p in group if (n := p.nonce) is not None
-                    ]
-                    if nonces:
-                        conn.execute(insert(_nonces).prefix_with("OR IGNORE", dialect="sqlite"), nonces)
-            except Exception as exc:  # reported to every waiting caller; none of them releases anything
-                error = exc
+            # Nonces claimed before these entries were queued are taken with them (see remember_nonce).
+            error = self._commit(group, self._take_nonces())
+            if error is None and self.on_commit is not None:
+                self.on_commit()
+            awaited: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
             for p in group:
                 p.error = error
                 p.done.set()
+                if p.future is not None:
+                    awaited.setdefault(p.future.get_loop(), []).append(p.future)
+            for loop, futures in awaited.items():
+                # One wake-up per event loop for the whole group.
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody is waiting
+                    loop.call_soon_threadsafe(_resolve, futures)
             if stop:
                 return
+
+    def _commit(self, group: list[_Pending], nonces: list[tuple[str, str, int]]) -> BaseException | None:
+        """One transaction with the group's entries and notifications and the nonces; the error, if any."""
+        if not group and not nonces:
+            return None
+        try:
+            with self._durable_engine.begin() as conn:
+                if group:
+                    now = utcnow()  # one timestamp per commit: adapted once for the whole group
+                    fast_insert(conn, _table, [p.entry.row(now) for p in group])
+                notices = [p.notify.row() for p in group if p.notify is not None]
+                if notices:
+                    conn.execute(insert(_notifications), notices)
+                if nonces:
+                    conn.execute(
+                        insert(_nonces).prefix_with("OR IGNORE", dialect="sqlite"),
+                        [{"signer": n[0], "nonce": n[1], "expires_at": n[2]} for n in nonces],
+                    )
+        except Exception as exc:  # reported to every waiting caller; none of them releases anything
+            if nonces:  # keep them for the next commit: a claimed nonce must reach the database
+                with self._nonce_lock:
+                    self._nonces[:0] = nonces
+            return exc
+        return None
+
+
+def _resolve(futures: list[asyncio.Future[None]]) -> None:
+    for f in futures:
+        if not f.done():
+            f.set_result(None)

@@ -28,6 +28,7 @@ from medledger.chain.types import Access
 from medledger.errors import ConfigError
 from medledger.vocabulary import AuthKind, Purpose
 from node.db.models import AccessBatch, AccessEntry, AccessState, BatchState, utcnow
+from node.doorbell import Doorbell, idle_wait
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ class LogStep:
     requeued: int = 0
     rebroadcast: int = 0
     chain_down: bool = False
+    in_flight: int = 0  # batches submitted and not yet confirmed after this step
+    due_in: float | None = None  # seconds until a partial batch of queued entries is due
 
     @property
     def idle(self) -> bool:
@@ -87,12 +90,34 @@ class AccessLogger:
             step.chain_down = True
         return step
 
-    def run(self, stop: threading.Event, *, poll_interval: float = 0.05, max_backoff: float = 5.0) -> None:
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        poll_interval: float = 0.05,
+        max_backoff: float = 5.0,
+        wake: Doorbell | None = None,
+        idle_interval: float = 1.0,
+    ) -> None:
+        """Log until ``stop`` is set; back off exponentially while the chain is down. With nothing queued or
+        in flight it sleeps until ``wake`` rings (the journal committed entries; see node.doorbell)."""
         backoff = poll_interval
         while not stop.is_set():
             step = self.run_once()
-            backoff = min(backoff * 2, max_backoff) if step.chain_down else poll_interval
-            stop.wait(backoff if step.idle else 0)
+            if step.chain_down:
+                backoff = min(backoff * 2, max_backoff)
+                stop.wait(backoff)
+                continue
+            backoff = poll_interval
+            if step.idle:
+                idle_wait(
+                    stop,
+                    wake,
+                    in_flight=step.in_flight > 0,
+                    due_in=step.due_in,
+                    poll_interval=poll_interval,
+                    idle_interval=idle_interval,
+                )
 
     def drain(self, *, timeout: float = 60.0, poll_interval: float = 0.02) -> LogStep:
         """Run until nothing is queued or submitted (tests, shutdown, CLI); stops early if the chain is down."""
@@ -191,8 +216,9 @@ class AccessLogger:
     def _submit(self, step: LogStep) -> None:
         with self._sessions() as s:
             in_flight = int(s.scalar(select(func.count()).where(AccessBatch.status == BatchState.SUBMITTED)) or 0)
+        step.in_flight = in_flight
         while in_flight < self.max_in_flight:
-            rows = self._next_batch()
+            rows = self._next_batch(step)
             if not rows:
                 return
             accesses = [
@@ -216,9 +242,9 @@ class AccessLogger:
             )
             step.batches += 1
             step.submitted += len(ids)
-            in_flight += 1
+            in_flight = step.in_flight = in_flight + 1
 
-    def _next_batch(self) -> list[Any]:
+    def _next_batch(self, step: LogStep) -> list[Any]:
         with self._sessions() as s:
             rows = s.execute(
                 select(AccessEntry)
@@ -242,7 +268,9 @@ class AccessLogger:
         oldest = rows[0].requested_at
         if oldest.tzinfo is None:
             oldest = oldest.replace(tzinfo=UTC)
-        if len(rows) < self.max_batch and datetime.now(UTC) - oldest < self.max_wait:
+        waited = datetime.now(UTC) - oldest
+        if len(rows) < self.max_batch and waited < self.max_wait:
+            step.due_in = (self.max_wait - waited).total_seconds()
             return []
         return list(rows)
 

@@ -46,6 +46,7 @@ from medledger.errors import ConfigError, MedLedgerError
 from medledger.vocabulary import RecordClass
 from node.db import records_by_status
 from node.db.models import AnchorBatch, AnchorOutbox, BatchState, Patient, Record, RecordState, utcnow
+from node.doorbell import Doorbell, idle_wait
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ class AnchorStep:
     requeued: int = 0  # records put back in the queue (their batch failed)
     rebroadcast: int = 0  # persisted transactions sent again
     chain_down: bool = False
+    in_flight: int = 0  # batches submitted and not yet confirmed after this step
+    due_in: float | None = None  # seconds until a partial batch of queued records is due
 
     @property
     def idle(self) -> bool:
@@ -143,8 +146,17 @@ class Anchorer:
             step.chain_down = True
         return step
 
-    def run(self, stop: threading.Event, *, poll_interval: float = 0.05, max_backoff: float = 5.0) -> None:
-        """Anchor until ``stop`` is set; back off exponentially while the chain is down."""
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        poll_interval: float = 0.05,
+        max_backoff: float = 5.0,
+        wake: Doorbell | None = None,
+        idle_interval: float = 1.0,
+    ) -> None:
+        """Anchor until ``stop`` is set; back off exponentially while the chain is down. With nothing queued
+        or in flight it sleeps until ``wake`` rings (see node.doorbell)."""
         backoff = 0.0
         while not stop.is_set():
             step = self.run_once()
@@ -154,7 +166,14 @@ class Anchorer:
                 continue
             backoff = 0.0
             if step.idle:
-                stop.wait(poll_interval)
+                idle_wait(
+                    stop,
+                    wake,
+                    in_flight=step.in_flight > 0,
+                    due_in=step.due_in,
+                    poll_interval=poll_interval,
+                    idle_interval=idle_interval,
+                )
 
     def drain(self, *, max_steps: int = 10_000, poll_interval: float = 0.02) -> AnchorStep:
         """Run steps until nothing is queued or submitted (or ``max_steps``); returns the summed counts."""
@@ -335,7 +354,7 @@ class Anchorer:
         with self._sessions() as s:
             return int(s.scalar(select(func.count()).where(AnchorBatch.status == BatchState.SUBMITTED)) or 0)
 
-    def _next_batch(self) -> list[Any]:
+    def _next_batch(self, step: AnchorStep) -> list[Any]:
         with self._sessions() as s:
             rows = s.execute(
                 select(
@@ -355,14 +374,17 @@ class Anchorer:
             ).all()
         if rows and rows[0].attempts >= ISOLATE_AFTER_ATTEMPTS:
             return rows[:1]
-        if len(rows) < self.max_batch and rows and self._clock() - _aware(rows[0].enqueued_at) < self.max_wait:
-            return []  # not full and nobody has waited long enough: let the batch fill
+        if len(rows) < self.max_batch and rows:
+            waited = self._clock() - _aware(rows[0].enqueued_at)
+            if waited < self.max_wait:
+                step.due_in = (self.max_wait - waited).total_seconds()
+                return []  # not full and nobody has waited long enough: let the batch fill
         return list(rows)
 
     def _submit(self, step: AnchorStep) -> None:
-        in_flight = self._in_flight()
+        in_flight = step.in_flight = self._in_flight()
         while in_flight < self.max_in_flight:
-            rows = self._next_batch()
+            rows = self._next_batch(step)
             if not rows:
                 return
             anchors = [
@@ -384,7 +406,7 @@ class Anchorer:
             )
             step.batches += 1
             step.submitted += len(ids)
-            in_flight += 1
+            in_flight = step.in_flight = in_flight + 1
 
     def _persist(self, signed: SignedTx, ids: list[bytes]) -> None:
         now = utcnow()

@@ -1,9 +1,10 @@
 """Consent decisions: may this accessor read this patient's record of this class for this purpose, now?
 
-The answer comes from the ledger view (an index at the chain head) through a cache keyed by the view's
-generation: an entry is reused only while the indexed block is unchanged, so a revocation is honored from
-the first sync that sees its block, with no time-based expiry to tune. A decision names what authorized it
-(grant id or break-glass id), which goes into the access log and lets an auditor re-check it.
+The answer comes from the ledger view (an index confirmed current with the chain head, see node.ledger_view)
+through a cache keyed by the view's generation: an entry is reused only while the indexed block is unchanged,
+so a revocation is honored from the first probe that sees its block, with no time-based expiry to tune. A
+decision names what authorized it (grant id or break-glass id), which goes into the access log and lets an
+auditor re-check it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from indexer.queries import BreakGlassView, GrantView
 from medledger.errors import MedLedgerError
 from medledger.vocabulary import AuthKind, Purpose, RecordClass
-from node.ledger_view import LedgerView, Snapshot
+from node.ledger_view import HeadCheckNeeded, LedgerView, Snapshot
 
 
 class ConsentDenied(MedLedgerError):
@@ -67,20 +68,24 @@ class ConsentDecider:
         purpose: Purpose,
         *,
         now: int | None = None,
+        wait: bool = True,
     ) -> Decision:
         """The authorization for this access, or :class:`ConsentDenied` with a precise reason.
 
-        Raises :class:`node.ledger_view.LedgerStale` if the ledger view is too old to decide on.
+        Raises :class:`node.ledger_view.LedgerStale` if the ledger view is too old to decide on. With
+        ``wait=False`` it raises :class:`node.ledger_view.HeadCheckNeeded` where it would wait for the chain.
         """
         self.view.snapshot()  # fail closed first if the view is stale
-        snap = self.view.at_head(max_age=self.max_head_age)
+        snap = self.view.at_head(max_age=self.max_head_age, wait=wait)
         t = int(time.time()) if now is None else now
         try:
             return self._decide(patient, accessor, record_class, purpose, t, snap)
         except ConsentDenied:
-            # A grant made moments ago may be in a block the follower has not polled yet: before refusing,
-            # bring the view to the head once (denials are rare; allowed requests never pay for this).
-            fresh = self.view.refresh()
+            # A grant made moments ago may be in a block not yet probed: before refusing, check the head once
+            # more (indexing it if it changed consent); allowed requests never pay for this.
+            if not wait:
+                raise HeadCheckNeeded from None
+            fresh = self.view.at_head(max_age=0)
             if fresh.generation == snap.generation:
                 raise
             return self._decide(patient, accessor, record_class, purpose, t, fresh)

@@ -12,7 +12,7 @@ of the patient is wrapped with cheap AES-KW.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -128,9 +128,17 @@ def _check_identity(mrn: str) -> None:
 class PatientDirectory:
     """Patients known to this node. ``kek`` is the custodian key-encryption key (wraps the PKEKs)."""
 
-    def __init__(self, session_factory: sessionmaker[Session], kek: KeyEncryptionKey) -> None:
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        kek: KeyEncryptionKey,
+        *,
+        on_queued: Callable[[], None] | None = None,
+    ) -> None:
         self._sessions = session_factory
         self._kek = kek
+        #: Called after a link queued records for anchoring (the anchorer's doorbell).
+        self.on_queued = on_queued
 
     # ------------------------------------------------------------------ reads
 
@@ -254,7 +262,10 @@ class PatientDirectory:
             p.updated_at = utcnow()
             s.flush()
             queued = self._queue_pending(s, p.id, pkek)
-            return LinkResult(PatientEntry.of(p), queued)
+            result = LinkResult(PatientEntry.of(p), queued)
+        if queued and self.on_queued is not None:
+            self.on_queued()
+        return result
 
     def link_from_chain(
         self, mrn: str, assigning_authority: str, address: str, consortium: ConsortiumClient

@@ -99,6 +99,7 @@ class EmbeddedNode:
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the node (again: nothing)."""
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
@@ -107,6 +108,7 @@ class EmbeddedNode:
             self.runtime.stop()
         if self.services is not None:
             self.services.close()
+        self._server = self._thread = self.runtime = None
 
     def __enter__(self) -> EmbeddedNode:
         return self.start()

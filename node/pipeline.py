@@ -19,12 +19,12 @@ unreferenced blobs: harmless (encrypted, keys never persisted) and reused if the
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from eth_utils import is_address, to_checksum_address
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,6 +33,7 @@ from medledger.errors import ConfigError, MedLedgerError
 from medledger.records import CanonicalRecord
 from medledger.vocabulary import RecordClass
 from node.db import records_by_status
+from node.db.fast_insert import fast_insert
 from node.db.models import AnchorOutbox, Record, RecordState, utcnow
 from node.directory import PatientDirectory, PatientKeys
 
@@ -99,6 +100,7 @@ class IngestPipeline:
         custodian: str,
         *,
         directory: PatientDirectory | None = None,
+        on_queued: Callable[[], None] | None = None,
     ) -> None:
         if not is_address(custodian):
             raise ConfigError(f"custodian must be a ledger address, got {custodian!r}")
@@ -106,12 +108,12 @@ class IngestPipeline:
         self._store = store
         self._kek = kek
         self.custodian = to_checksum_address(custodian)
-        self.directory = directory or PatientDirectory(session_factory, kek)
+        #: Called after an ingest or a patient link queued records for anchoring (the anchorer's doorbell).
+        self.on_queued = on_queued
+        self.directory = directory or PatientDirectory(session_factory, kek, on_queued=on_queued)
         # patient id -> (wrapped PKEK, PKEK): unwrapping is cheap, but not free at 5,000 records/s.
         self._pkeks: dict[int, tuple[bytes, bytes]] = {}
         self._pkek_lock = threading.Lock()
-        # (dialect, driver, table, columns) -> (SQL, bind names in order, their processors, positional?)
-        self._insert_plans: dict[tuple[str, str, str, tuple[str, ...]], tuple[str, list[str], list[Any], bool]] = {}
 
     # ------------------------------------------------------------------ ingest
 
@@ -138,7 +140,10 @@ class IngestPipeline:
         prepared = self._put(prepared, results)
         if prepared:
             self._commit(prepared, results)
-        return [r for r in results if r is not None]
+        out = [r for r in results if r is not None]
+        if self.on_queued is not None and any(r.status == RecordState.QUEUED for r in out):
+            self.on_queued()
+        return out
 
     def _encrypt(
         self,
@@ -227,9 +232,9 @@ class IngestPipeline:
         if not isolate:
             conn = s.connection()
             if record_rows:
-                self._fast_insert(conn, Record.__table__, record_rows)
+                fast_insert(conn, Record.__table__, record_rows)
             if outbox_rows:
-                self._fast_insert(conn, AnchorOutbox.__table__, outbox_rows)
+                fast_insert(conn, AnchorOutbox.__table__, outbox_rows)
             for p, status in staged:
                 results[p.index] = self._result(p.record, p.rid, status, cid=p.cid)
             return
@@ -249,39 +254,6 @@ class IngestPipeline:
                     )
                 continue
             results[p.index] = self._result(p.record, p.rid, status, cid=p.cid)
-
-    def _fast_insert(self, conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-        """``conn.execute(table.insert(), rows)`` with the same SQL and the same bound values, minus SQLAlchemy's
-        per-row, per-column work (building a compiled-parameter dict for each of 500 rows x 21 columns was half
-        of the batch commit). Each column's own bind processor (JSON, DateTime, LargeBinary for this dialect)
-        still adapts its value, so what reaches the driver is exactly what Core would send; a value shared by
-        every row (``now``) is adapted once."""
-        dialect = conn.dialect
-        keys = tuple(rows[0])
-        plan = self._insert_plans.get((dialect.name, dialect.driver, table.name, keys))
-        if plan is None:
-            compiled = table.insert().compile(dialect=dialect, column_keys=list(keys))
-            # positiontup names the binds in placeholder order (qmark/format); named styles take dicts.
-            names = list(compiled.positiontup) if compiled.positional and compiled.positiontup else list(keys)
-            procs = [table.c[k].type.dialect_impl(dialect).bind_processor(dialect) for k in names]
-            plan = (compiled.string, names, procs, bool(compiled.positional))
-            self._insert_plans[(dialect.name, dialect.driver, table.name, keys)] = plan
-        sql, names, procs, positional = plan
-        first = rows[0]
-        # Columns whose value is the very same object in every row (timestamps of the batch): adapt once.
-        shared: dict[int, Any] = {}
-        for j, (k, proc) in enumerate(zip(names, procs, strict=True)):
-            v = first[k]
-            if proc is not None and all(r[k] is v for r in rows):
-                shared[j] = proc(v)
-        adapted: list[Any] = []
-        for r in rows:
-            values = [
-                shared[j] if j in shared else (r[k] if proc is None else proc(r[k]))
-                for j, (k, proc) in enumerate(zip(names, procs, strict=True))
-            ]
-            adapted.append(tuple(values) if positional else dict(zip(names, values, strict=True)))
-        conn.exec_driver_sql(sql, adapted)
 
     def _row(self, p: _Prepared, patient_id: int, status: str, pkek: bytes | None, now: Any) -> dict[str, Any]:
         rec = p.record

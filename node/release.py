@@ -13,6 +13,7 @@ sends plaintext to anyone but its own staff.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ from node.consent import ConsentDecider, Decision
 from node.db.models import Erasure, Patient, Record, RecordState
 from node.identity import Requester, RequesterKind
 from node.keystore import KeyEncryptionKey
-from node.ledger_view import LedgerView
+from node.ledger_view import HeadCheckNeeded, LedgerView
 from node.storage import BlobStore
 
 
@@ -80,6 +81,19 @@ class Release:
     ciphertext: bytes
     wrapped_key: bytes
     decision: Decision
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A release checked and read, waiting for its journal commit."""
+
+    held: HeldRecord
+    custodian_key: bytes
+    decision: Decision
+    public_key: bytes
+    ciphertext: bytes
+    entry: JournalEntry
+    notify: NotificationDraft | None
 
 
 @dataclass(frozen=True)
@@ -141,21 +155,21 @@ class ReleaseService:
         """The record and its custodian-wrapped key; 404 if not held here, 410 if erased."""
         with self._engine.connect() as conn:
             row = conn.execute(_HELD, {"rid": record_id}).one_or_none()
-        with self._sessions() as s:
-            if row is None:
-                raise RecordUnavailable(f"this node holds no record 0x{record_id.hex()}", code="record_not_found")
-            if row.status == RecordState.ERASED:
+        if row is None:
+            raise RecordUnavailable(f"this node holds no record 0x{record_id.hex()}", code="record_not_found")
+        if row.status == RecordState.ERASED:
+            with self._sessions() as s:
                 er = s.get(Erasure, record_id)
-                raise RecordUnavailable(
-                    f"record 0x{record_id.hex()} was erased at the patient's request",
-                    code="record_erased",
-                    details={
-                        "record_id": "0x" + record_id.hex(),
-                        "erasure_status": er.status if er else "confirmed",
-                        "tx_hash": er.tx_hash if er else None,
-                        "block_number": er.block_number if er else None,
-                    },
-                )
+            raise RecordUnavailable(
+                f"record 0x{record_id.hex()} was erased at the patient's request",
+                code="record_erased",
+                details={
+                    "record_id": "0x" + record_id.hex(),
+                    "erasure_status": er.status if er else "confirmed",
+                    "tx_hash": er.tx_hash if er else None,
+                    "block_number": er.block_number if er else None,
+                },
+            )
         held = HeldRecord(
             bytes(row.record_id),
             row.address,
@@ -180,6 +194,23 @@ class ReleaseService:
 
     def release(self, requester: Requester, record_id: bytes, purpose: Purpose) -> Release:
         """Release to a patient or another institution, wrapped to their registered key."""
+        prepared = self._prepare(requester, record_id, purpose, wait=True)
+        self.journal.append(prepared.entry, notify=prepared.notify)
+        return self._complete(prepared)
+
+    async def release_async(self, requester: Requester, record_id: bytes, purpose: Purpose) -> Release:
+        """:meth:`release` for the API's event loop: the local work runs on the loop (it is short and never
+        waits), the journal commit is awaited, and only a decision that needs the chain (a probe due, or a
+        denial to re-check) moves to a thread."""
+        try:
+            prepared = self._prepare(requester, record_id, purpose, wait=False)
+        except HeadCheckNeeded:
+            prepared = await asyncio.to_thread(self._prepare, requester, record_id, purpose, wait=True)
+        await self.journal.append_async(prepared.entry, notify=prepared.notify)
+        return self._complete(prepared)
+
+    def _prepare(self, requester: Requester, record_id: bytes, purpose: Purpose, *, wait: bool) -> _Prepared:
+        """Everything up to the journal: the record, the authorization, the requester's key, the ciphertext."""
         held, custodian_key = self.held(record_id)
         if held.status != RecordState.CONFIRMED or held.patient is None:
             raise RecordUnavailable(
@@ -187,19 +218,22 @@ class ReleaseService:
                 code="record_not_anchored",
                 details={"status": held.status},
             )
-        decision = self._authorize(requester, held, purpose)
+        decision = self._authorize(requester, held, purpose, wait=wait)
         public_key = self._public_key(requester)
-        notify = _break_glass_notice(held, requester, decision, self.address)
         # Read (and so integrity-check) the ciphertext before journaling: a corrupt store releases nothing
         # and must not leave an access in the log that never happened.
         ciphertext = self.store.get(held.cid)
-        self.journal.append(
-            JournalEntry(held.patient, requester.address, record_id, purpose, decision.kind, decision.auth_id,
-                         requester.staff_ref),
-            notify=notify,
-        )  # fmt: skip
-        key = self.kek.unwrap(custodian_key)
-        return Release(held, self.address, ciphertext, wrap_to_x25519(key, public_key), decision)
+        entry = JournalEntry(
+            held.patient, requester.address, record_id, purpose, decision.kind, decision.auth_id, requester.staff_ref
+        )
+        notify = _break_glass_notice(held, requester, decision, self.address)
+        return _Prepared(held, custodian_key, decision, public_key, ciphertext, entry, notify)
+
+    def _complete(self, prepared: _Prepared) -> Release:
+        """After the journal commit: the record key, re-wrapped to the requester."""
+        key = self.kek.unwrap(prepared.custodian_key)
+        wrapped = wrap_to_x25519(key, prepared.public_key)
+        return Release(prepared.held, self.address, prepared.ciphertext, wrapped, prepared.decision)
 
     def read_own(self, requester: Requester, record_id: bytes, purpose: Purpose) -> Plaintext:
         """Decrypt for this node's own staff (custodian duty of care), logged like any other access."""
@@ -225,14 +259,14 @@ class ReleaseService:
             ) from exc
         return Plaintext(held, self.address, content, decision)
 
-    def _authorize(self, requester: Requester, held: HeldRecord, purpose: Purpose) -> Decision:
+    def _authorize(self, requester: Requester, held: HeldRecord, purpose: Purpose, *, wait: bool) -> Decision:
         assert held.patient is not None
         if requester.kind is RequesterKind.PATIENT:
             if requester.address.lower() != held.patient.lower():
                 raise MedLedgerError("this record belongs to another patient", code="forbidden")
             return Decision(AuthKind.PATIENT, 0, self.view.snapshot().block_number)
         if requester.kind is RequesterKind.INSTITUTION:
-            return self.decider.decide(held.patient, requester.address, held.record_class, purpose)
+            return self.decider.decide(held.patient, requester.address, held.record_class, purpose, wait=wait)
         raise MedLedgerError("staff read through their own node's record endpoints", code="forbidden")
 
     def _public_key(self, requester: Requester) -> bytes:

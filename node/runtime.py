@@ -1,5 +1,6 @@
-"""The node's background work while it serves: anchoring, following the ledger, moving the access journal
-on chain and retrying erasure markers. Each runs in its own daemon thread and waits (with back-off) for the
+"""The node's background work while it serves: anchoring, following the ledger (and keeping the head probe
+of consent decisions fresh while they are asked for), moving the access journal on chain and retrying
+erasure markers. Each runs in its own daemon thread and waits (with back-off) for the
 chain if it cannot be reached at start, so the API comes up and ingest queues even while the chain is down.
 """
 
@@ -28,14 +29,17 @@ class NodeRuntime:
 
     def start(self) -> NodeRuntime:
         s = self.services
-        self._spawn("anchorer", lambda stop: s.anchorer().run(stop))
+        self._spawn("anchorer", lambda stop: s.anchorer().run(stop, wake=s.anchor_bell))
         self._spawn("ledger-view", self._follow_ledger)
-        self._spawn("access-logger", lambda stop: s.access_logger().run(stop))
+        self._spawn("ledger-head", lambda stop: s.ledger.watch_head(stop, max_age=s.decider.max_head_age))
+        self._spawn("access-logger", lambda stop: s.access_logger().run(stop, wake=s.access_bell))
         self._spawn("erasures", self._retry_erasures)
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stop_event.set()
+        for bell in (self.services.anchor_bell, self.services.access_bell):
+            bell.ring()  # workers asleep on their doorbell see the stop at once
         for t in self._threads:
             t.join(timeout=timeout)
 

@@ -28,6 +28,7 @@ from node.config import NodeConfig
 from node.consent import ConsentDecider
 from node.db import open_node_db
 from node.directory import PatientDirectory
+from node.doorbell import Doorbell
 from node.emergency import BreakGlassService
 from node.erasure import ErasureService
 from node.identity import Identities
@@ -100,8 +101,20 @@ class NodeServices:
         return self.keystore.address
 
     @cached_property
+    def anchor_bell(self) -> Doorbell:
+        """Rung when records are queued for anchoring (wakes the anchorer)."""
+        return Doorbell()
+
+    @cached_property
+    def access_bell(self) -> Doorbell:
+        """Rung when the journal committed accesses (wakes the access logger)."""
+        return Doorbell()
+
+    @cached_property
     def pipeline(self) -> IngestPipeline:
-        return IngestPipeline(self.sessions, self.store, self.keystore.kek, self.address)
+        return IngestPipeline(
+            self.sessions, self.store, self.keystore.kek, self.address, on_queued=self.anchor_bell.ring
+        )
 
     @cached_property
     def directory(self) -> PatientDirectory:
@@ -161,7 +174,7 @@ class NodeServices:
 
     @cached_property
     def journal(self) -> AccessJournal:
-        return AccessJournal(self.engine)
+        return AccessJournal(self.engine, on_commit=self.access_bell.ring)
 
     @cached_property
     def identities(self) -> Identities:

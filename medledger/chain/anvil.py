@@ -109,6 +109,11 @@ class AnvilProcess:
             cmd += ["--state", str(self.state_path)]
         return cmd
 
+    @property
+    def pid(self) -> int | None:
+        """The Anvil process id while it runs (benches read its CPU time)."""
+        return self._proc.pid if self._proc is not None else None
+
     def start(self, timeout: float = 20.0) -> AnvilProcess:
         if self._proc is not None:
             return self

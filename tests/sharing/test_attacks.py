@@ -17,6 +17,7 @@ from clients.wallet import PatientWallet, deadline
 from medledger.auth.httpsig import sign_request
 from medledger.chain.types import GrantTerms
 from medledger.vocabulary import Purpose, RecordClass, class_mask
+from node.api.sharing import ReleaseReply
 from node.db.models import AccessEntry
 from tests.sharing.conftest import Network
 
@@ -74,7 +75,11 @@ def test_forged_replayed_and_stale_signatures(network: Network, granted: tuple) 
 
     # Replayed: the very same signed request twice.
     h = sign_request(b, "GET", url, b"")
-    assert httpx.get(url, headers=h).status_code == 200
+    first = httpx.get(url, headers=h)
+    assert first.status_code == 200
+    # The reply (written as JSON directly on this hot path) is exactly the documented ReleaseReply.
+    reply = ReleaseReply.model_validate(first.json(), strict=True)
+    assert set(first.json()) == set(ReleaseReply.model_fields) and reply.authorization.kind == "grant"
     assert code(httpx.get(url, headers=h)) == (401, "sig_replayed")
 
     # Expired and stale.
