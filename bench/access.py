@@ -1,16 +1,24 @@
 """Consent-checked, logged record access between two nodes on loopback.
 
-usage: python bench/access.py [--records 200] [--decisions 20000] [--requests 6000] [--clients 16]
+usage: python bench/access.py [--records 200] [--decisions 20000] [--requests 6000] [--clients 16] [--runs 3]
+                              [--baseline] [--profile] [--profile-server FILE]
 
-1. Fresh Anvil with the dev consortium; Hospital A and Hospital B nodes served in this process (SQLite,
-   local blob stores), a patient with --records 4 KiB records at A and a treatment grant to B.
+1. Fresh Anvil with the dev consortium; Hospital A and Hospital B provisioned and started in this process,
+   a patient with --records 4 KiB records at A and a treatment grant to B.
 2. consent_decisions_per_s: A's consent decider answering "may B read this record now?", from --clients
-   threads at once, each decision confirming the chain head (shared eth_blockNumber probe) as in production.
-3. fetch_*: --clients concurrent clients in a separate process send signed GET /v1/records/{id}/release
-   requests as Hospital B to A over HTTP: signature, membership, consent, durable access journal (fsync'd
-   group commit), key re-wrap to B, 4 KiB ciphertext in the reply.
+   threads at once, each decision confirming the chain head as in production (see node.ledger_view).
+3. fetch_*: the nodes are restarted as their own processes (``medledger node serve``, as in production);
+   --clients concurrent clients in 4 processes send signed GET /v1/records/{id}/release requests as
+   Hospital B to A over HTTP: signature, membership, consent, durable access journal (fsync'd group commit),
+   key re-wrap to B, 4 KiB ciphertext in the reply. Requests are signed (each with its own nonce, all within
+   their validity window) before the clock starts and sent with the standard library's HTTP client: the load
+   generator shares the 2 cores with the nodes and Anvil, and its own cost should not pass for the server's.
+   --runs runs, medians reported; the CPU time each process spent per request is printed per run.
 4. revocation_to_denial_s: the patient revokes through B's node; from the revocation's receipt, how long
    until A refuses B (A learns of it only from the chain).
+
+--baseline fetches /healthz instead (the HTTP stack's ceiling); --profile times the parts of one release in
+process and exits; --profile-server runs Hospital A under py-spy.
 
 The last line printed is JSON.
 """
@@ -101,7 +109,20 @@ def serve(data_dir: Path, profile_out: str | None) -> subprocess.Popen[bytes]:
     """``medledger node serve`` for ``data_dir`` in its own process (optionally under py-spy)."""
     cmd = [sys.executable, "-m", "medledger.cli", "node", "serve", "--data-dir", str(data_dir)]
     if profile_out:
-        cmd = ["py-spy", "record", "--gil", "--nonblocking", "-r", "200", "-f", "raw", "-o", profile_out, "--", *cmd]
+        cmd = [
+            "py-spy",
+            "record",
+            "--threads",
+            "--nonblocking",
+            "-r",
+            "250",
+            "-f",
+            "raw",
+            "-o",
+            profile_out,
+            "--",
+            *cmd,
+        ]
     env = {**os.environ, "MEDLEDGER_NODE_PASSWORD": PASSWORD}
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -160,7 +181,7 @@ def fetch_phase(args, base: str, ids: list[str], key: bytes, watch: dict[str, in
     ready: mp.Queue = ctx.Queue()
     go = ctx.Event()
     go.set()
-    warm = ctx.Process(target=load_worker, args=(key, urls, 200, 4, ready, go, q))
+    warm = ctx.Process(target=load_worker, args=(key, urls, args.warmup, 4, ready, go, q))
     warm.start()
     q.get()
     warm.join()
@@ -201,7 +222,7 @@ def fetch_phase(args, base: str, ids: list[str], key: bytes, watch: dict[str, in
     )
 
 
-def profile_release(a, account, base: str, ids: list[str]) -> None:
+def profile_release(a, runtime, account, base: str, ids: list[str]) -> None:
     """What one release costs, part by part, without HTTP: each step timed alone over 1,000 calls (median
     microseconds), then pyinstrument over 1,000 whole releases (verification, decision, journal, re-wrap)."""
     from pyinstrument import Profiler
@@ -247,6 +268,108 @@ def profile_release(a, account, base: str, ids: list[str]) -> None:
     for name, us in parts.items():
         print(f"{name:45s} {us:8.1f} us", file=sys.stderr)
 
+    # The same requests through the API (FastAPI routing, dependencies, the reply), in process, one at a time.
+    import asyncio
+
+    import httpx
+
+    from node.api.app import create_app
+
+    app = create_app(a)
+
+    async def through_api(n: int) -> float:
+        batch = signed(n)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=base) as client:
+            t = time.process_time()
+            for path, _, headers in batch:
+                r = await client.get(f"{path}?purpose=treatment", headers=headers)
+                assert r.status_code == 200, r.text
+            return (time.process_time() - t) / n * 1e6
+
+    async def through_asgi(n: int, path_only: str | None = None) -> float:
+        """Raw ASGI calls (no HTTP client in the way): CPU per request of the app itself, in this thread."""
+        batch = signed(n)
+        host = base.split("://", 1)[1]
+
+        async def call(path: str, headers: dict[str, str]) -> int:
+            scope = {
+                "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+                "scheme": "http", "path": path_only or path, "raw_path": (path_only or path).encode(),
+                "query_string": b"purpose=treatment", "root_path": "", "server": ("127.0.0.1", 80),
+                "client": ("127.0.0.1", 1234),
+                "headers": [(b"host", host.encode())] + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+            }  # fmt: skip
+            sent: list[dict] = []
+
+            async def receive() -> dict:
+                return {"type": "http.request", "body": b"", "more_body": False}
+
+            async def send(message: dict) -> None:
+                sent.append(message)
+
+            await app(scope, receive, send)
+            return int(sent[0]["status"])
+
+        t = time.thread_time()
+        for path, _, headers in batch:
+            status = await call(path, headers)
+            assert status == 200, status
+        return (time.thread_time() - t) / n * 1e6
+
+    async def direct(n: int) -> float:
+        batch = signed(n)
+        t = time.thread_time()
+        for path, rid, headers in batch:
+            requester, _ = a.identities.institution("GET", path, "purpose=treatment", headers, b"")
+            await a.releases.release_async(requester, rid, Purpose.TREATMENT)
+        return (time.thread_time() - t) / n * 1e6
+
+    print(
+        f"{'event-loop thread CPU per release_async (direct)':45s} {asyncio.run(direct(1000)):8.1f} us", file=sys.stderr
+    )
+
+    async def split(n: int) -> None:
+        batch = signed(n)
+        parts = {"verify": 0.0, "prepare": 0.0, "journal": 0.0, "complete": 0.0}
+        for path, rid, headers in batch:
+            t0 = time.thread_time()
+            requester, _ = a.identities.institution("GET", path, "purpose=treatment", headers, b"")
+            t1 = time.thread_time()
+            prepared = a.releases._prepare(requester, rid, Purpose.TREATMENT, wait=True)
+            t2 = time.thread_time()
+            await a.journal.append_async(prepared.entry)
+            t3 = time.thread_time()
+            a.releases._complete(prepared)
+            t4 = time.thread_time()
+            for k, d in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                parts[k] += d
+        print("  split (thread CPU us):", {k: round(v / n * 1e6, 1) for k, v in parts.items()}, file=sys.stderr)
+
+    asyncio.run(split(1000))
+    if os.environ.get("ACCESS_NO_RUNTIME"):
+        runtime.stop()
+        a.decider.max_head_age = 3600.0
+        print(f"{'  same, background threads stopped':45s} {asyncio.run(direct(1000)):8.1f} us", file=sys.stderr)
+        a.journal.commit_delay = 0.0
+        print(f"{'  same, and no commit delay':45s} {asyncio.run(direct(1000)):8.1f} us", file=sys.stderr)
+    print(
+        f"{'event-loop thread CPU per release (raw ASGI)':45s} {asyncio.run(through_asgi(1000)):8.1f} us",
+        file=sys.stderr,
+    )
+    print(
+        f"{'event-loop thread CPU per /healthz (raw ASGI)':45s} {asyncio.run(through_asgi(1000, '/healthz')):8.1f} us",
+        file=sys.stderr,
+    )
+    api_us = asyncio.run(through_api(1000))
+    print(f"{'whole request through the API (CPU, in process)':45s} {api_us:8.1f} us", file=sys.stderr)
+    if os.environ.get("ACCESS_CPROFILE"):
+        pi = Profiler(interval=0.0001, async_mode="disabled")
+        pi.start()
+        asyncio.run(through_asgi(1000))
+        pi.stop()
+        print(pi.output_text(unicode=False, color=False, show_all=False), file=sys.stderr)
+
     reqs = signed(1000)
     prof = Profiler(interval=0.0005)
     t = time.perf_counter()
@@ -265,6 +388,8 @@ def main() -> None:
     ap.add_argument("--decisions", type=int, default=20_000)
     ap.add_argument("--requests", type=int, default=6_000)
     ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--runs", type=int, default=3, help="fetch runs (medians are reported)")
+    ap.add_argument("--warmup", type=int, default=1000, help="requests sent before each measured run")
     ap.add_argument("--profile", action="store_true", help="profile the release path in process and exit")
     ap.add_argument("--baseline", action="store_true", help="fetch /healthz instead: the HTTP stack's ceiling")
     ap.add_argument("--profile-server", metavar="FILE", help="run Hospital A under py-spy, raw samples to FILE")
@@ -306,7 +431,9 @@ def main() -> None:
             a.ledger.sync()
 
             if args.profile:
-                profile_release(a, dev.founders["Hospital B"], nodes["Hospital A"].url, ids)
+                profile_release(
+                    a, nodes["Hospital A"].runtime, dev.founders["Hospital B"], nodes["Hospital A"].url, ids
+                )
                 return
 
             # -- consent decisions
@@ -334,8 +461,21 @@ def main() -> None:
                 for name, proc in servers.items():
                     wait_healthy(nodes[name].url, proc)
                 watch = {name: proc.pid for name, proc in servers.items()} | {"anvil": anvil.pid or 0}
-                fetch = fetch_phase(args, nodes["Hospital A"].url, ids, bytes(dev.founders["Hospital B"].key), watch)
-                fetch_rps, p50, p99, errors, latencies = fetch
+                # Several runs, medians reported: on this shared 2-core machine single runs vary by ±25%.
+                runs = []
+                for i in range(args.runs):
+                    run = fetch_phase(args, nodes["Hospital A"].url, ids, bytes(dev.founders["Hospital B"].key), watch)
+                    runs.append(run)
+                    print(
+                        f"fetch run {i + 1}: {run[0]:,.0f} rps, p50 {run[1]:.1f} ms, p99 {run[2]:.1f} ms, "
+                        f"{len(run[3])} errors",
+                        file=sys.stderr,
+                    )
+                fetch_rps = statistics.median(r[0] for r in runs)
+                p50 = statistics.median(r[1] for r in runs)
+                p99 = statistics.median(r[2] for r in runs)
+                errors = [e for r in runs for e in r[3]]
+                latencies = [v for r in runs for v in r[4]]
 
                 # -- revocation to denial (A learns from the chain only)
                 import httpx

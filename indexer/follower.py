@@ -559,6 +559,30 @@ class Indexer:
 
     # ------------------------------------------------------------------ reorgs
 
+    def _check_reorg_at(self, pos: Position, head: Header) -> int:
+        """The reorg checks a sync needs before reading on, with the head already at hand; blocks rolled back.
+
+        A head above the indexed block needs no check here: the next range's first block must name the
+        indexed block as its parent (see :meth:`apply`). A head at the indexed height must be that very block;
+        a lower head means the chain got shorter. Only when nothing will be read (a confirmation depth or an
+        explicit target below the head) is the indexed block's header fetched to compare."""
+        if pos.block_number < self.manifest.start_block:
+            return 0
+        if head.number == pos.block_number:
+            return 0 if head.hash == pos.block_hash else self._rollback_to_ancestor()
+        if head.number < pos.block_number:
+            return self._rollback_to_ancestor()
+        return 0 if head.number - self.config.confirmations > pos.block_number else self.check_reorg()
+
+    def _apply_inline(self, start: int, goal: int, result: SyncResult) -> None:
+        a = start
+        while a <= goal:
+            batch = self._fetch_adaptive(a, goal)
+            result.position = self.apply(batch)
+            result.ranges += 1
+            result.logs += batch.log_count
+            a = batch.end + 1
+
     def check_reorg(self) -> int:
         """Roll back if the chain no longer has the last processed block; returns blocks rolled back."""
         pos = self.position()
@@ -640,15 +664,23 @@ class Indexer:
         """
         result = SyncResult()
         while True:
-            result.rolled_back_blocks += (rolled := self.check_reorg())
-            result.reorgs += rolled > 0
-            goal = self.target_block() if target is None else target
-            result.target = goal
             pos = self.position()
+            head = self.head()
+            result.rolled_back_blocks += (rolled := self._check_reorg_at(pos, head))
+            result.reorgs += rolled > 0
+            if rolled:
+                pos = self.position()
+            goal = head.number - self.config.confirmations if target is None else target
+            result.target = goal
             if pos.block_number >= goal or (max_ranges is not None and result.ranges >= max_ranges):
                 result.position = pos
                 return result
             try:
+                if goal - pos.block_number <= self.config.initial_range and max_ranges is None:
+                    # Following the head: a few blocks, read and written right here (a fetch thread and its
+                    # queue would cost more than the range).
+                    self._apply_inline(pos.block_number + 1, goal, result)
+                    return result
                 with self._deferred_indexes(pos, goal):
                     self._pipeline(pos.block_number + 1, goal, result, max_ranges)
             except _WorkerFailed:

@@ -5,4 +5,10 @@ Sub-packages: :mod:`medledger.chain` (JSON-RPC, ABI, transactions, contract wrap
 packages import from here and never from each other.
 """
 
+import os
+
 __version__ = "0.1.0"
+
+# eth-hash picks its first installed backend, pycryptodome; the C one MedLedger depends on is faster and
+# keeps the GIL (see medledger.keccak). An explicit ETH_HASH_BACKEND from the environment still wins.
+os.environ.setdefault("ETH_HASH_BACKEND", "pysha3")

@@ -7,10 +7,14 @@ how to connect and how to upgrade a database to a component's head revision.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
@@ -53,6 +57,43 @@ def make_engine(url: str, *, sqlite_page_size: int | None = None, **kwargs: Any)
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+class ThreadConnections:
+    """One long-lived connection per thread for the short reads of a hot path (a record lookup per release):
+    a pool checkout and its reset-on-return cost more than such a query. Reads only. Each use ends with a
+    rollback on servers that open a transaction for a read (PostgreSQL), so no connection idles in a
+    transaction and every read sees the latest commits; the SQLite driver starts no transaction for a read, so
+    there nothing is needed (SQLAlchemy's own transaction marker stays open, harmlessly, until close)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._local = threading.local()
+        self._all: list[Connection] = []
+        self._lock = threading.Lock()
+        self._end_reads = engine.dialect.name != "sqlite"
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._local.conn = self._engine.connect()
+            with self._lock:
+                self._all.append(conn)
+        try:
+            yield conn
+        except BaseException:
+            conn.rollback()
+            raise
+        if self._end_reads:
+            conn.rollback()
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                conn.close()
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -27,6 +27,20 @@ class AnchorSettings:
 
 
 @dataclass
+class AccessLogSettings:
+    """How journaled accesses go on chain (node.access_logger)."""
+
+    max_batch: int = 500
+    #: How long the oldest journaled access waits for a fuller ``logAccesses`` batch: fewer, larger
+    #: transactions under load (less gas and CPU per access); the journal already holds every access durably.
+    max_wait_ms: int = 500
+
+
+#: The sections of node.toml: key -> settings type.
+_SECTIONS: dict[str, type] = {"anchor": AnchorSettings, "access_log": AccessLogSettings}
+
+
+@dataclass
 class NodeConfig:
     """Settings of one institution node. Paths are relative to ``data_dir`` unless absolute."""
 
@@ -45,9 +59,11 @@ class NodeConfig:
     public_url: str = ""
     #: The node's own index of the ledger (consent, membership, timelines). Default: SQLite in the data dir.
     index_database_url: str = ""
-    #: Seconds between chain head polls of the node's ledger view: how soon a revocation by another node is seen.
-    ledger_poll_interval: float = 0.05
-    #: Milliseconds a consent decision may rely on the last chain-head probe (0: probe on every decision).
+    #: Seconds between polls of the node's index of the ledger (timelines, access histories, membership).
+    #: Consent decisions do not wait for it: they verify the blocks ahead of the index themselves.
+    ledger_poll_interval: float = 0.25
+    #: A consent decision reflects every block mined more than this many milliseconds before it (0: verify the
+    #: chain head on every decision): the most a revocation by another node can go unseen.
     consent_head_max_age_ms: int = 20
     max_payload_bytes: int = 512 * 1024 * 1024
     source_system: str = ""  # default: the node name
@@ -55,6 +71,7 @@ class NodeConfig:
     #: "full": also every fhir.resources model rule (id/code patterns; ~620 µs/record).
     fhir_validation: str = "fast"
     anchor: AnchorSettings = field(default_factory=AnchorSettings)
+    access_log: AccessLogSettings = field(default_factory=AccessLogSettings)
 
     # resolved views -------------------------------------------------------------------------------------
     @property
@@ -88,10 +105,12 @@ class NodeConfig:
 
     # persistence ----------------------------------------------------------------------------------------
     def save(self) -> Path:
-        body = {k: v for k, v in asdict(self).items() if k not in ("data_dir", "anchor")}
+        body = {k: v for k, v in asdict(self).items() if k != "data_dir" and k not in _SECTIONS}
         lines = ["# MedLedger institution node. Secrets are not stored here (see password_env)."]
         lines += [f"{k} = {_toml_value(v)}" for k, v in body.items()]
-        lines += ["", "[anchor]"] + [f"{k} = {_toml_value(v)}" for k, v in asdict(self.anchor).items()]
+        for section in _SECTIONS:
+            values = asdict(getattr(self, section))
+            lines += ["", f"[{section}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items()]
         path = self.data_dir / CONFIG_NAME
         atomic_write_text(path, "\n".join(lines) + "\n")
         return path
@@ -105,13 +124,13 @@ class NodeConfig:
             raise ConfigError(f"no node at {data_dir}: run `medledger node init --data-dir {data_dir}`") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-        known = {f.name for f in fields(cls)} - {"data_dir", "anchor"}
-        unknown = set(raw) - known - {"anchor"}
+        known = {f.name for f in fields(cls)} - {"data_dir"}
+        unknown = set(raw) - known
         if unknown:
             raise ConfigError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
         try:
-            anchor = AnchorSettings(**raw.pop("anchor", {}))
-            config = cls(data_dir=data_dir, anchor=anchor, **raw)
+            sections = {name: kind(**raw.pop(name, {})) for name, kind in _SECTIONS.items()}
+            config = cls(data_dir=data_dir, **sections, **raw)
         except TypeError as exc:
             raise ConfigError(f"{path}: {exc}") from None
         if config.fhir_validation not in ("fast", "full"):

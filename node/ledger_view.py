@@ -5,11 +5,14 @@ it can never outlive the state they were read from), membership, and patients' r
 Freshness for decisions: the indexer follows every event (the access log too), and the node's own access
 logger adds a block every few hundred milliseconds, so the index is often a block or two behind the head.
 Rather than index those blocks inside a request, :meth:`LedgerView.at_head` *verifies* that none of them
-changes what decisions read: one ``eth_blockNumber`` (with the indexed block's hash, to catch a reorg) and one
-``eth_getLogs`` over the blocks ahead of the index, filtered to the Consortium and ConsentRegistry. If they
-hold no event, the indexed consent state is the state at the head; if they do (a grant, a revocation, a
-membership change), the request indexes them first. Probes are shared by concurrent callers and reused for
-``max_age`` seconds, so a revocation is honored from its block on, give or take that age.
+changes what decisions read. A probe reads the latest header; while no block was mined since the last probe
+that is all. When blocks were mined, a second call (batched) reads the indexed block's header (the chain still
+extends the index: no reorg) and the logs of the blocks ahead of the index, filtered to the Consortium and
+ConsentRegistry. If they hold no event, the indexed consent state is the state at the head; if they do (a
+grant, a revocation, a membership change), the request indexes them first. While decisions are asked for,
+``watch_head`` probes every ``max_age / 2`` so requests find the view verified up to every block mined more
+than ``max_age`` ago (20 ms by default): a revocation is honored within that of its block. A request that
+finds it older awaits the next probe on the event loop (:meth:`LedgerView.fresh_async`).
 
 Fail-closed: if the view could not be confirmed current (by a sync or a probe) for ``max_staleness``
 seconds (chain down, database trouble), :meth:`LedgerView.snapshot` raises :class:`LedgerStale` and the
@@ -22,6 +25,8 @@ per request.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -94,7 +99,6 @@ class LedgerView:
         self._decision_filter = [manifest.address(name).lower() for name in DECISION_CONTRACTS]
         self._sync_lock = threading.Lock()
         self._probe_lock = threading.Lock()
-        self._probed_at = 0.0
         self._changed = threading.Condition()
         self._generation = 0
         self._indexed = -1
@@ -102,6 +106,12 @@ class LedgerView:
         self._verified = -1  # newest block the indexed decision state is known to hold at
         self._head = -1
         self._fresh_at = 0.0  # when the view was last confirmed current (sync or probe)
+        self._verified_at = 0.0  # every block mined before this moment is reflected in decisions
+        self._verified_hash = ""
+        self._watching = False
+        self._probe_now = threading.Event()
+        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters_lock = threading.Lock()
         self._demand_at = 0.0  # when a decision last asked for the head (see watch_head)
         self._demand = threading.Event()
         self._members: tuple[int, dict[str, MemberView]] = (-1, {})
@@ -111,6 +121,7 @@ class LedgerView:
     def sync(self) -> Snapshot:
         """Bring the index to the chain head now (also used right after this node relays a consent change)."""
         with self._sync_lock:
+            started = time.monotonic()
             result = self.indexer.sync()
             pos = result.position if result.position is not None else self.indexer.position()
             with self._changed:
@@ -118,9 +129,12 @@ class LedgerView:
                     self._generation += 1
                     self._indexed = pos.block_number
                     self._indexed_hash = pos.block_hash
-                    self._verified = pos.block_number
-                self._verified = max(self._verified, pos.block_number)
+                if pos.block_number >= self._verified or result.reorgs:
+                    self._verified, self._verified_hash = pos.block_number, pos.block_hash
                 self._head = max(self._head, result.target, pos.block_number)
+                if pos.block_number >= result.target and not result.reorgs:
+                    # At the head it read after starting: every block mined before then is in.
+                    self._verified_at = max(self._verified_at, started)
                 self._fresh_at = time.monotonic()
                 self._changed.notify_all()
                 return self._snapshot_locked()
@@ -135,71 +149,131 @@ class LedgerView:
         return self.sync()
 
     def at_head(self, *, max_age: float = 0.0, wait: bool = True) -> Snapshot:
-        """The view, confirmed current with the chain head for decisions (see the module docstring): a probe
-        shared by concurrent callers and reused for ``max_age`` seconds; an inline sync only if the blocks
-        ahead of the index change consent or membership (or the indexed block was reorged away). This is
-        what makes a revocation effective from the first block containing it rather than from the
-        follower's next poll.
+        """The view, confirmed current for decisions with every block mined more than ``max_age`` seconds
+        ago (see the module docstring): probes shared by concurrent callers, and an inline sync only if the
+        blocks ahead of the index change consent or membership (or the chain reorganized). This is what makes
+        a revocation effective within ``max_age`` of its block rather than from the follower's next poll.
 
         With ``wait=False`` it never blocks on the chain: if a probe is due it raises :class:`HeadCheckNeeded`
-        (event-loop callers then call again from a thread)."""
+        (event-loop callers then await :meth:`fresh_async`, or call again from a thread)."""
         started = time.monotonic()
         self._demand_at = started
         if not self._demand.is_set():
             self._demand.set()  # wakes watch_head after a quiet spell
         if not wait:
-            if self._probed_at == 0.0 or self._probed_at < started - max_age:
+            if self._verified_at == 0.0 or self._verified_at < started - max_age:
                 raise HeadCheckNeeded
             return self.snapshot()
         with self._probe_lock:
-            if self._probed_at < started - max_age or self._probed_at == 0.0:
+            if self._verified_at == 0.0 or self._verified_at < started - max_age:
+                observed_at = time.monotonic()
                 if not self._probe():
-                    return self.sync()
-                self._probed_at = time.monotonic()
+                    # Index what the probe found (a consent change, a reorg) before deciding; the sync reads a
+                    # head at least as new as the probe's, so every block mined before the probe is in.
+                    snap = self.sync()
+                    with self._changed:
+                        self._verified_at = max(self._verified_at, observed_at)
+                    return snap
         return self.snapshot()
 
+    async def fresh_async(self, max_age: float, timeout: float = 1.0) -> bool:
+        """Wait on the event loop (no thread) for ``watch_head``'s next probe to make the view fresh for
+        ``max_age``; False if no watcher runs or it did not manage within ``timeout`` (then probe from a
+        thread with :meth:`at_head`)."""
+        if not self._watching:
+            return False
+        deadline = time.monotonic() + timeout
+        loop = asyncio.get_running_loop()
+        while True:
+            now = time.monotonic()
+            if self._verified_at != 0.0 and self._verified_at >= now - max_age:
+                return True
+            if now >= deadline:
+                return False
+            fut: asyncio.Future[None] = loop.create_future()
+            with self._waiters_lock:
+                self._waiters.append(fut)
+            self._probe_now.set()
+            try:
+                await asyncio.wait_for(fut, deadline - now)
+            except TimeoutError:
+                return False
+
     def _probe(self) -> bool:
-        """Check the chain against the index; True if decisions may use the indexed state at the head."""
+        """Check the chain against the index; True if decisions may use the indexed state up to the head.
+
+        One call while no block was mined: the latest header, which must still be the verified head. New
+        blocks take a second: the indexed block's header (the chain still extends the index) and the
+        decision-relevant logs between the index and the new head."""
+        observed_at = time.monotonic()
+        latest = self.rpc.call("eth_getBlockByNumber", ["latest", False])
+        head, head_hash = int(latest["number"], 16), latest["hash"]
         with self._changed:
             indexed, indexed_hash = self._indexed, self._indexed_hash
-        if indexed < 0:
-            return False
-        head_hex, block = self.rpc.batch([("eth_blockNumber", []), ("eth_getBlockByNumber", [hex(indexed), False])])
-        head = int(head_hex, 16)
-        if block is None or block["hash"] != indexed_hash:
-            return False  # the indexed block is gone or changed: a reorg for the indexer to roll back
-        if head > indexed:
-            logs = self.rpc.call(
-                "eth_getLogs", [{"fromBlock": hex(indexed + 1), "toBlock": hex(head), "address": self._decision_filter}]
+            verified, verified_hash = self._verified, self._verified_hash
+        if indexed < 0 or head < indexed:
+            return False  # nothing indexed yet, or the chain got shorter than the index: sync (and roll back)
+        if head < verified or (head == verified and head_hash != verified_hash):
+            return False  # the verified head was replaced or dropped: a reorg
+        if head > verified:  # new blocks: do they extend the index, and do they change decisions?
+            block, logs = self.rpc.batch(
+                [
+                    ("eth_getBlockByNumber", [hex(indexed), False]),
+                    (
+                        "eth_getLogs",
+                        [{"fromBlock": hex(indexed + 1), "toBlock": hex(head), "address": self._decision_filter}],
+                    ),
+                ]
             )
+            if block is None or block["hash"] != indexed_hash:
+                return False  # the indexed block is gone or changed: a reorg for the indexer to roll back
             if logs:
-                return False
+                return False  # consent or membership changed ahead of the index
         with self._changed:
             self._head = max(self._head, head)
             if self._indexed == indexed:  # else a sync moved the index meanwhile (and verified it itself)
-                self._verified = max(self._verified, head)
+                self._verified, self._verified_hash = head, head_hash
+            # Every block mined before this probe started is at most the head it read, and verified.
+            self._verified_at = max(self._verified_at, observed_at)
             self._fresh_at = time.monotonic()
         return True
 
     def watch_head(self, stop: threading.Event, *, max_age: float, idle_after: float = 1.0) -> None:
-        """While decisions are being asked for (within the last ``idle_after`` seconds), keep the head probe
-        younger than ``max_age`` so that requests find it fresh instead of waiting for it; when they stop,
-        sleep until the next one. Errors are logged and retried with back-off (decisions meanwhile probe
-        for themselves, or fail closed)."""
+        """While decisions are being asked for (within the last ``idle_after`` seconds), keep the view
+        verified within ``max_age`` so that requests find it fresh instead of waiting for it (probing every
+        ``max_age / 2``, or at once when a request waits in :meth:`fresh_async`); when they stop, sleep until
+        the next one. Errors are logged and retried with back-off (decisions meanwhile probe for themselves,
+        or fail closed)."""
+        # Probing every max_age / 2 leaves a probe's round trip (slow under load) to spare before requests find
+        # the view stale and have to wait for it (fresh_async).
         period = max_age / 2
         backoff = period
-        while not stop.is_set():
-            if time.monotonic() - self._demand_at > idle_after:
-                self._demand.clear()
-                self._demand.wait(idle_after)
-                continue
-            try:
-                self.at_head(max_age=period)
-                backoff = period
-            except MedLedgerError as exc:
-                log.warning("ledger view cannot probe the head (%s): %s", exc.code, exc.message)
-                backoff = min(backoff * 2, 5.0)
-            stop.wait(backoff)
+        self._watching = True
+        try:
+            while not stop.is_set():
+                if time.monotonic() - self._demand_at > idle_after:
+                    self._demand.clear()
+                    self._demand.wait(idle_after)
+                    continue
+                self._probe_now.clear()
+                try:
+                    self.at_head(max_age=period)
+                    backoff = period
+                except MedLedgerError as exc:
+                    log.warning("ledger view cannot probe the head (%s): %s", exc.code, exc.message)
+                    backoff = min(backoff * 2, 5.0)
+                self._wake_waiters()
+                self._probe_now.wait(backoff)
+        finally:
+            self._watching = False
+            self._wake_waiters()
+
+    def _wake_waiters(self) -> None:
+        with self._waiters_lock:
+            waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            with contextlib.suppress(RuntimeError):  # its loop closed: nobody waits any more
+                fut.get_loop().call_soon_threadsafe(_resolve, fut)
 
     def follow(self, stop: threading.Event) -> None:
         """Keep the view at the head until ``stop`` is set (errors are logged and retried with back-off)."""
@@ -262,3 +336,8 @@ class LedgerView:
         """The patient's registered X25519 key, or None."""
         key = self.queries.patient_key(patient)
         return bytes.fromhex(key.removeprefix("0x")) if key else None
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)

@@ -14,6 +14,7 @@ sends plaintext to anyone but its own staff.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from medledger.crypto import DecryptionError, decrypt_record, wrap_to_x25519
+from medledger.db import ThreadConnections
 from medledger.errors import MedLedgerError
 from medledger.vocabulary import AuthKind, Purpose, RecordClass
 from node.access_journal import AccessJournal, JournalEntry, NotificationDraft
@@ -141,7 +143,7 @@ class ReleaseService:
         journal: AccessJournal,
     ) -> None:
         self._sessions = sessions
-        self._engine = sessions.kw["bind"]
+        self._reads = ThreadConnections(sessions.kw["bind"])
         self.store = store
         self.kek = kek
         self.address = address
@@ -149,11 +151,14 @@ class ReleaseService:
         self.decider = decider
         self.journal = journal
 
+    def close(self) -> None:
+        self._reads.close()
+
     # ------------------------------------------------------------------ lookups
 
     def held(self, record_id: bytes) -> tuple[HeldRecord, bytes]:
         """The record and its custodian-wrapped key; 404 if not held here, 410 if erased."""
-        with self._engine.connect() as conn:
+        with self._reads.read() as conn:
             row = conn.execute(_HELD, {"rid": record_id}).one_or_none()
         if row is None:
             raise RecordUnavailable(f"this node holds no record 0x{record_id.hex()}", code="record_not_found")
@@ -200,12 +205,19 @@ class ReleaseService:
 
     async def release_async(self, requester: Requester, record_id: bytes, purpose: Purpose) -> Release:
         """:meth:`release` for the API's event loop: the local work runs on the loop (it is short and never
-        waits), the journal commit is awaited, and only a decision that needs the chain (a probe due, or a
-        denial to re-check) moves to a thread."""
+        waits), the journal commit is awaited, a decision that needs a fresher view awaits the ledger view's
+        head watcher, and only what must block on the chain (a denial to re-check at the head, no watcher)
+        moves to a thread."""
         try:
             prepared = self._prepare(requester, record_id, purpose, wait=False)
         except HeadCheckNeeded:
-            prepared = await asyncio.to_thread(self._prepare, requester, record_id, purpose, wait=True)
+            prepared = None
+            # The view's head watcher is due to verify the chain anyway: wait for it without taking a thread.
+            if await self.view.fresh_async(self.decider.max_head_age):
+                with contextlib.suppress(HeadCheckNeeded):
+                    prepared = self._prepare(requester, record_id, purpose, wait=False)
+            if prepared is None:  # no watcher, or a denial to re-check against the head: probe from a thread
+                prepared = await asyncio.to_thread(self._prepare, requester, record_id, purpose, wait=True)
         await self.journal.append_async(prepared.entry, notify=prepared.notify)
         return self._complete(prepared)
 

@@ -151,7 +151,10 @@ class NodeServices:
         return self.rpc.chain_id()
 
     def access_logger(self) -> AccessLogger:
-        return AccessLogger(self.sessions, self.contracts.access_log)
+        settings = self.config.access_log
+        return AccessLogger(
+            self.sessions, self.contracts.access_log, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms
+        )
 
     def publish_profile(self) -> Receipt:
         """Publish this node's public URL and X25519 key in its consortium member profile, so other nodes can
@@ -210,6 +213,8 @@ class NodeServices:
         return RemoteRecords(self.keystore.account, self.keystore.encryption_private_key, self.ledger)
 
     def close(self) -> None:
+        if "releases" in self.__dict__:
+            self.releases.close()
         if "journal" in self.__dict__:
             self.journal.close()
         if "remote" in self.__dict__:

@@ -14,8 +14,9 @@ from typing import Protocol
 
 import coincurve
 from eth_account.messages import SignableMessage, encode_defunct
-from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
+
+from medledger.keccak import keccak256
 
 __all__ = [
     "MessageSigner",
@@ -45,7 +46,7 @@ class MessageSigner(Protocol):
 
 def personal_digest(data: bytes) -> bytes:
     """Keccak-256 of the EIP-191 version ``E`` envelope of ``data`` (what ``personal_sign`` signs)."""
-    return keccak(_PERSONAL_PREFIX + str(len(data)).encode() + data)
+    return keccak256(_PERSONAL_PREFIX + str(len(data)).encode() + data)
 
 
 def sign_personal(signer: MessageSigner, data: bytes) -> bytes:
@@ -85,7 +86,7 @@ def recover_personal(digest: bytes, signature: bytes, *, allow_v01: bool = False
 @lru_cache(maxsize=4096)
 def _address_of(uncompressed_public_key: bytes) -> bytes:
     # The same few institution keys sign almost every request: a dict hit replaces a Keccak (~10 us).
-    return keccak(uncompressed_public_key[1:])[-20:]
+    return keccak256(uncompressed_public_key[1:])[-20:]
 
 
 @lru_cache(maxsize=8192)

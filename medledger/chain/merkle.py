@@ -26,24 +26,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Self
 
-from Crypto.Hash import keccak as _keccak
 from eth_abi import encode, is_encodable_type
 from eth_abi.exceptions import EncodingError, ParseError
 from eth_abi.grammar import ABIType, BasicType, TupleType, parse
 from eth_abi.registry import registry
 
 from medledger.errors import InputError
+from medledger.keccak import keccak256
 
 FORMAT = "standard-v1"
-
-_new_keccak = _keccak.new
-
-
-def keccak256(data: bytes) -> bytes:
-    """Keccak-256 of ``data``."""
-    # pycryptodome directly: eth_utils.keccak adds type dispatch that costs ~50% on 64-byte inputs, and a
-    # tree of n leaves takes 3n - 1 hashes.
-    return _new_keccak(data=data, digest_bits=256).digest()
 
 
 def standard_node_hash(a: bytes, b: bytes) -> bytes:
@@ -103,11 +94,11 @@ class StandardMerkleTree:
         size = 2 * n - 1
         tree: list[bytes] = [b""] * size
         tree[n - 1 :] = [hashes[j] for j in reversed(order)]
-        new = _new_keccak  # standard_node_hash inlined: this loop is the n - 1 internal nodes
+        # standard_node_hash inlined: this loop is the n - 1 internal nodes
         for i in range(n - 2, -1, -1):
             a = tree[2 * i + 1]
             b = tree[2 * i + 2]
-            tree[i] = new(data=a + b if a <= b else b + a, digest_bits=256).digest()
+            tree[i] = keccak256(a + b if a <= b else b + a)
         tree_index = [0] * n
         for leaf_index, value_index in enumerate(order):
             tree_index[value_index] = size - 1 - leaf_index

@@ -4,6 +4,8 @@ key leaves), the patient sees the access, revokes, and B is denied."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from clients.api import NodeRefused
@@ -47,6 +49,9 @@ def test_grant_cross_institution_read_log_and_revoke(network: Network) -> None:
     assert got["accessor_name"] == "Hospital B" and got["staff_ref"] != "0x" + "00" * 32
 
     patient.revoke(grant["grant_id"])
+    # A learns of the revocation from the chain: it is enforced for decisions made consent_head_max_age_ms
+    # after its block (the receipt came back after the block was mined).
+    time.sleep(a.services.decider.max_head_age)
     with pytest.raises(NodeRefused) as after:
         clinician_b.request("GET", f"/v1/patients/{addr}/records/{ids[1]}")
     assert after.value.status == 403 and after.value.code == "consent_denied"
