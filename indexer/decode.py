@@ -13,7 +13,7 @@ instead of a function call per log halved the decoding cost of a catch-up.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -88,6 +88,8 @@ Values = tuple[Any, ...]
 BlockInfo = dict[str, tuple[int, int]]
 #: (logs of one event, their blocks) -> one row of the event's table per log, in order
 Decoder = Callable[[list[Log], BlockInfo], list[Values]]
+#: A log that passed its shape check: (log, topics, lowercase data, block number, block time).
+_Checked = tuple[Log, list[str], str, int, int]
 
 _ACTIVE = int(RecordStatus.ACTIVE)
 
@@ -180,235 +182,170 @@ def _bad(log: Log, n_topics: int, n_words: int) -> BadLog:
 
 # The decoders below slice fixed offsets of the hex strings: topic addresses are the last 40 digits of
 # ``0x`` + 64, data word i is ``data[2 + 64 i : 66 + 64 i]`` (an address word: its last 40 digits). Hex is
-# lowercased per field (nodes send lowercase, but the JSON-RPC spec does not promise it).
+# lowercased (nodes send lowercase, but the JSON-RPC spec does not promise it): data once per log, topics per
+# field used.
+
+
+def _checked(logs: list[Log], info: BlockInfo, n_topics: int, n_words: int) -> Iterator[_Checked]:
+    """Each log with its topics, lowercased data, block number and block time, after checking its shape."""
+    size = 2 + 64 * n_words
+    for log in logs:
+        t = log.topics
+        d = log.data
+        if len(t) != n_topics or len(d) != size:
+            raise _bad(log, n_topics, n_words)
+        block, block_time = info[log.blockNumber]
+        yield log, t, d.lower(), block, block_time
 
 
 def _record_anchored(logs: list[Log], info: BlockInfo) -> list[Values]:
-    out = []
-    for log in logs:
-        t = log.topics
-        d = log.data
-        if len(t) != 4 or len(d) != 194:
-            raise _bad(log, 4, 3)
-        block, block_time = info[log.blockNumber]
-        d = d.lower()
-        clinical = int(d[130:194], 16)
-        out.append(
-            (
-                block,
-                int(log.logIndex, 16),
-                log.transactionHash,
-                "0x" + t[1][26:].lower(),
-                "0x" + t[2][26:].lower(),
-                t[3].lower(),
-                "0x" + d[2:66],
-                int(d[66:130], 16),
-                clinical,
-                clinical or block_time,
-                block_time,
-                _ACTIVE,
-                None,
-                None,
-            )
+    return [
+        (
+            block,
+            int(log.logIndex, 16),
+            log.transactionHash,
+            "0x" + t[1][26:].lower(),
+            "0x" + t[2][26:].lower(),
+            t[3].lower(),
+            "0x" + d[2:66],
+            int(d[66:130], 16),
+            (clinical := int(d[130:194], 16)),
+            clinical or block_time,
+            block_time,
+            _ACTIVE,
+            None,
+            None,
         )
-    return out
+        for log, t, d, block, block_time in _checked(logs, info, 4, 3)
+    ]
 
 
 def _record_amended(logs: list[Log], info: BlockInfo) -> list[Values]:
-    out = []
-    for log in logs:
-        t = log.topics
-        if len(t) != 4 or len(log.data) != 2:
-            raise _bad(log, 4, 0)
-        block, _ = info[log.blockNumber]
-        out.append(
-            (
-                block,
-                int(log.logIndex, 16),
-                log.transactionHash,
-                t[1].lower(),
-                t[2].lower(),
-                "0x" + t[3][26:].lower(),
-            )
-        )
-    return out
+    return [
+        (block, int(log.logIndex, 16), log.transactionHash, t[1].lower(), t[2].lower(), "0x" + t[3][26:].lower())
+        for log, t, _, block, _ in _checked(logs, info, 4, 0)
+    ]
 
 
 def _record_erased(logs: list[Log], info: BlockInfo) -> list[Values]:
-    out = []
-    for log in logs:
-        t = log.topics
-        d = log.data
-        if len(t) != 3 or len(d) != 66:
-            raise _bad(log, 3, 1)
-        block, _ = info[log.blockNumber]
-        out.append(
-            (
-                block,
-                int(log.logIndex, 16),
-                log.transactionHash,
-                t[1].lower(),
-                "0x" + t[2][26:].lower(),
-                "0x" + d[2:66].lower(),
-            )
-        )
-    return out
+    return [
+        (block, int(log.logIndex, 16), log.transactionHash, t[1].lower(), "0x" + t[2][26:].lower(), "0x" + d[2:66])
+        for log, t, d, block, _ in _checked(logs, info, 3, 1)
+    ]
 
 
 def _digest_anchored(logs: list[Log], info: BlockInfo) -> list[Values]:
-    out = []
-    for log in logs:
-        t = log.topics
-        d = log.data
-        if len(t) != 4 or len(d) != 130:
-            raise _bad(log, 4, 2)
-        block, block_time = info[log.blockNumber]
-        out.append(
-            (
-                block,
-                int(log.logIndex, 16),
-                log.transactionHash,
-                int(t[1], 16),
-                "0x" + t[2][26:].lower(),
-                t[3].lower(),
-                "0x" + d[2:66].lower(),
-                int(d[66:130], 16),
-                block_time,
-            )
+    return [
+        (
+            block,
+            int(log.logIndex, 16),
+            log.transactionHash,
+            int(t[1], 16),
+            "0x" + t[2][26:].lower(),
+            t[3].lower(),
+            "0x" + d[2:66],
+            int(d[66:130], 16),
+            block_time,
         )
-    return out
+        for log, t, d, block, block_time in _checked(logs, info, 4, 2)
+    ]
 
 
 def _consent_granted(logs: list[Log], info: BlockInfo) -> list[Values]:
-    out = []
-    for log in logs:
-        t = log.topics
-        d = log.data
-        if len(t) != 4 or len(d) != 386:
-            raise _bad(log, 4, 6)
-        block, block_time = info[log.blockNumber]
-        out.append(
-            (
-                block,
-                int(log.logIndex, 16),
-                log.transactionHash,
-                int(t[1], 16),
-                "0x" + t[2][26:].lower(),
-                "0x" + t[3][26:].lower(),
-                str(int(d[2:66], 16)),
-                int(d[66:130], 16),
-                int(d[130:194], 16),
-                int(d[194:258], 16),
-                int(d[258:322], 16),
-                "0x" + d[346:386].lower(),
-                block_time,
-                None,
-                None,
-                None,
-                None,
-            )
+    return [
+        (
+            block,
+            int(log.logIndex, 16),
+            log.transactionHash,
+            int(t[1], 16),
+            "0x" + t[2][26:].lower(),
+            "0x" + t[3][26:].lower(),
+            str(int(d[2:66], 16)),
+            int(d[66:130], 16),
+            int(d[130:194], 16),
+            int(d[194:258], 16),
+            int(d[258:322], 16),
+            "0x" + d[346:386],
+            block_time,
+            None,
+            None,
+            None,
+            None,
         )
-    return out
+        for log, t, d, block, block_time in _checked(logs, info, 4, 6)
+    ]
 
 
 def _consent_revoked(logs: list[Log], info: BlockInfo) -> list[Values]:
-    out = []
-    for log in logs:
-        t = log.topics
-        d = log.data
-        if len(t) != 4 or len(d) != 130:
-            raise _bad(log, 4, 2)
-        block, block_time = info[log.blockNumber]
-        out.append(
-            (
-                block,
-                int(log.logIndex, 16),
-                log.transactionHash,
-                int(t[1], 16),
-                "0x" + t[2][26:].lower(),
-                "0x" + t[3][26:].lower(),
-                int(d[2:66], 16) != 0,
-                "0x" + d[90:130].lower(),
-                block_time,
-            )
+    return [
+        (
+            block,
+            int(log.logIndex, 16),
+            log.transactionHash,
+            int(t[1], 16),
+            "0x" + t[2][26:].lower(),
+            "0x" + t[3][26:].lower(),
+            int(d[2:66], 16) != 0,
+            "0x" + d[90:130],
+            block_time,
         )
-    return out
+        for log, t, d, block, block_time in _checked(logs, info, 4, 2)
+    ]
 
 
 def _break_glass_opened(logs: list[Log], info: BlockInfo) -> list[Values]:
-    out = []
-    for log in logs:
-        t = log.topics
-        d = log.data
-        if len(t) != 4 or len(d) != 130:
-            raise _bad(log, 4, 2)
-        block, block_time = info[log.blockNumber]
-        out.append(
-            (
-                block,
-                int(log.logIndex, 16),
-                log.transactionHash,
-                int(t[1], 16),
-                "0x" + t[2][26:].lower(),
-                "0x" + t[3][26:].lower(),
-                "0x" + d[2:66].lower(),
-                block_time,
-                int(d[66:130], 16),
-                None,
-                None,
-            )
+    return [
+        (
+            block,
+            int(log.logIndex, 16),
+            log.transactionHash,
+            int(t[1], 16),
+            "0x" + t[2][26:].lower(),
+            "0x" + t[3][26:].lower(),
+            "0x" + d[2:66],
+            block_time,
+            int(d[66:130], 16),
+            None,
+            None,
         )
-    return out
+        for log, t, d, block, block_time in _checked(logs, info, 4, 2)
+    ]
 
 
 def _break_glass_closed(logs: list[Log], info: BlockInfo) -> list[Values]:
-    out = []
-    for log in logs:
-        t = log.topics
-        if len(t) != 4 or len(log.data) != 2:
-            raise _bad(log, 4, 0)
-        block, block_time = info[log.blockNumber]
-        out.append(
-            (
-                block,
-                int(log.logIndex, 16),
-                log.transactionHash,
-                int(t[1], 16),
-                "0x" + t[2][26:].lower(),
-                "0x" + t[3][26:].lower(),
-                block_time,
-            )
+    return [
+        (
+            block,
+            int(log.logIndex, 16),
+            log.transactionHash,
+            int(t[1], 16),
+            "0x" + t[2][26:].lower(),
+            "0x" + t[3][26:].lower(),
+            block_time,
         )
-    return out
+        for log, t, _, block, block_time in _checked(logs, info, 4, 0)
+    ]
 
 
 def _access_logged(logs: list[Log], info: BlockInfo) -> list[Values]:
-    out = []
-    for log in logs:
-        t = log.topics
-        d = log.data
-        if len(t) != 4 or len(d) != 386:
-            raise _bad(log, 4, 6)
-        block, block_time = info[log.blockNumber]
-        d = d.lower()
-        out.append(
-            (
-                block,
-                int(log.logIndex, 16),
-                log.transactionHash,
-                "0x" + t[1][26:].lower(),
-                "0x" + t[2][26:].lower(),
-                t[3].lower(),
-                "0x" + d[26:66],
-                int(d[66:130], 16),
-                int(d[130:194], 16),
-                str(int(d[194:258], 16)),
-                "0x" + d[258:322],
-                str(int(d[322:386], 16)),
-                block_time,
-            )
+    return [
+        (
+            block,
+            int(log.logIndex, 16),
+            log.transactionHash,
+            "0x" + t[1][26:].lower(),
+            "0x" + t[2][26:].lower(),
+            t[3].lower(),
+            "0x" + d[26:66],
+            int(d[66:130], 16),
+            int(d[130:194], 16),
+            str(int(d[194:258], 16)),
+            "0x" + d[258:322],
+            str(int(d[322:386], 16)),
+            block_time,
         )
-    return out
+        for log, t, d, block, block_time in _checked(logs, info, 4, 6)
+    ]
 
 
 def _jsonable(v: Any) -> Any:

@@ -13,14 +13,15 @@ unreachable node, an unexpected reply) ends it with an "error" message and the w
 fetching in-process with the full client (retries, error types).
 
 Protocol: the job (a dict, see ``follower.Indexer._start_worker``) on stdin, then on stdout a stream of
-:data:`WorkerMessage` values, all ``marshal``-ed: only built-in types cross, between two processes of the same
-interpreter, and marshal is ~2x faster than pickle for these rows.
+:data:`WorkerMessage` values, all MessagePack (msgspec; ~3x faster to write than marshal and ~6x than pickle for
+these rows). Only built-in types cross; tuples arrive as lists.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import marshal
+import operator
 import sys
 import time
 from typing import Any, BinaryIO
@@ -34,6 +35,7 @@ from indexer.decode import (
     Values,
     add_rows,
     block_info,
+    column,
     fast_decoder,
     group_logs,
     parse_logs,
@@ -48,10 +50,14 @@ HeaderTuple = tuple[int, str, str, int]
 _ReadRange = tuple[int, int, list[Log], list[HeaderTuple], float]
 
 
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder()
+
+
 def frame(message: Any) -> bytes:
-    """``message`` marshal-ed behind its length (8 bytes, big-endian): marshal.load on a pipe would call
-    ``readinto`` once per object in the message, so the reader takes whole frames instead."""
-    body = marshal.dumps(message)
+    """``message`` as MessagePack behind its length (8 bytes, big-endian), so the reader takes whole frames
+    off the pipe."""
+    body = _ENCODER.encode(message)
     return len(body).to_bytes(8, "big") + body
 
 
@@ -64,13 +70,16 @@ def read_frame(stream: BinaryIO) -> Any:
     body = stream.read(size)
     if len(body) < size:
         raise EOFError("stream ended inside a message")
-    return marshal.loads(body)
+    return _DECODER.decode(body)
 
 
 def adapt_range(size: int, logs: int, target: int, max_range: int) -> int:
     """The next range size: aim at ``target`` logs, change by 4x at most (4x up after an empty range)."""
     new = size * 4 if logs == 0 else max(size // 4, min(size * 4, size * target // logs))
     return max(1, min(max_range, new))
+
+
+_RECORD_ID = operator.itemgetter(column("records", "record_id"))
 
 
 class _RangeTooLarge(Exception):
@@ -150,7 +159,7 @@ class _Node:
         except LogsReplyError as exc:
             text = str(exc).lower()
             if any(s in text for s in self._range_errors):
-                raise _RangeTooLarge(text) from None
+                raise _RangeTooLarge(text, start, end) from None
             raise RuntimeError(f"eth_getLogs: {exc}") from None
 
     def headers(self, numbers: list[int]) -> list[HeaderTuple]:
@@ -174,29 +183,58 @@ class _Node:
         return out
 
 
+#: Ranges requested from the node at once: while one reply is parsed, the node serves the next.
+READ_AHEAD = 2
+
+
 def _read_ranges(job: dict[str, Any], out: Any, stop: Any) -> None:
-    """Read ranges into the queue ``out`` (then None, or the exception that stopped it), sizing each range
-    from the logs of the one before. It holds the GIL only to parse replies; it waits for the node without."""
+    """Read ranges into the queue ``out`` in order (then None, or the exception that stopped it).
+
+    ``READ_AHEAD`` ranges are in flight at once, each on its own connection: the node (multi-threaded)
+    serves one while this process parses another. Each new range is sized from the logs of the newest one
+    read; a range the node refuses as too large drops the ranges after it and is asked for again, halved."""
+    import collections
+    import threading
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    local = threading.local()
+    filter_addresses = list(job["specs"])
+
+    def read(a: int, end: int) -> _ReadRange:
+        node = getattr(local, "node", None)
+        if node is None:
+            node = local.node = _Node(job)
+        t0 = time.perf_counter()
+        logs = node.logs(a, end, filter_addresses)
+        numbers = sorted({a, end, *(int(h, 16) for h in {lg.blockNumber for lg in logs})})
+        return a, end, logs, node.headers(numbers), time.perf_counter() - t0
+
     try:
-        node = _Node(job)
-        filter_addresses = list(job["specs"])
-        size, goal = job["range"], job["goal"]
-        a = job["start"]
-        while a <= goal and not stop.is_set():
-            t0 = time.perf_counter()
-            end = min(goal, a + size - 1)
-            try:
-                logs = node.logs(a, end, filter_addresses)
-            except _RangeTooLarge:
-                if end == a:
-                    raise
-                size = max(1, (end - a + 1) // 2)
-                continue
-            numbers = sorted({a, end, *(int(h, 16) for h in {lg.blockNumber for lg in logs})})
-            headers = node.headers(numbers)
-            size = adapt_range(end - a + 1, len(logs), job["target_logs"], job["max_range"])
-            out.put((a, end, logs, headers, time.perf_counter() - t0))
-            a = end + 1
+        with ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="read") as pool:
+            size, goal = job["range"], job["goal"]
+            a = job["start"]
+            flight: collections.deque[Future[_ReadRange]] = collections.deque()
+            while (a <= goal or flight) and not stop.is_set():
+                while len(flight) < READ_AHEAD and a <= goal:
+                    end = min(goal, a + size - 1)
+                    flight.append(pool.submit(read, a, end))
+                    a = end + 1
+                try:
+                    item = flight.popleft().result()
+                except _RangeTooLarge as exc:
+                    first, last = exc.args[1], exc.args[2]
+                    if last == first:
+                        raise
+                    for later in flight:  # read again after the halved range
+                        later.cancel()
+                    for later in flight:
+                        with contextlib.suppress(Exception):
+                            later.result()
+                    flight.clear()
+                    size, a = max(1, (last - first + 1) // 2), first
+                    continue
+                size = adapt_range(item[1] - item[0] + 1, len(item[2]), job["target_logs"], job["max_range"])
+                out.put(item)
         out.put(None)
     except Exception as exc:  # handed to the decoding thread, which reports it
         out.put(exc)
@@ -204,7 +242,6 @@ def _read_ranges(job: dict[str, Any], out: Any, stop: Any) -> None:
 
 def fetch_ranges(job: dict[str, Any]) -> Any:
     """The worker's messages for the job's blocks (a generator; see :data:`WorkerMessage`)."""
-    import contextlib
     import queue
     import threading
 
@@ -225,12 +262,16 @@ def fetch_ranges(job: dict[str, Any]) -> Any:
             info = block_info(logs, {n: (h, ts) for n, h, _, ts in headers})
             tables: dict[str, list[Values]] = {}
             blocks: set[int] = set()
-            other: list[tuple[Any, ...]] = []  # Log fields, rebuilt by the writer (marshal takes built-ins only)
+            other: list[tuple[Any, ...]] = []  # Log fields, rebuilt by the writer (only built-ins cross)
             for spec, group in group_logs(logs, specs).items():
                 if spec.decode is None:
                     other.extend(msgspec.structs.astuple(log) for log in group)
                 else:
                     add_rows(tables, blocks, spec.table, spec.decode(group, info))
+            if records := tables.get("records"):
+                # In record-id order, a range's inserts into the (random-keyed) unique record-id index walk its
+                # pages once in order instead of jumping around: ~15% less time in SQLite for a catch-up.
+                records.sort(key=_RECORD_ID)
             size = adapt_range(end - a + 1, len(logs), job["target_logs"], job["max_range"])
             seconds = read_s + time.perf_counter() - t0
             yield ("range", a, end, len(logs), headers, tables, blocks, other, size, seconds)

@@ -738,11 +738,17 @@ class Indexer:
                 put(exc)
 
         worker = None
+        # The worker takes ~0.1 s to start: meanwhile the first range is read and written here, and the worker
+        # begins after it (not with restart tests, which count ranges one transaction each).
+        lead_end = start - 1
         if self._use_worker(start, goal):
+            if max_ranges is None:
+                lead_end = min(goal - 1, start + self._range - 1)
             try:
-                worker = self._start_worker(start, goal)
+                worker = self._start_worker(lead_end + 1, goal)
             except OSError:  # no interpreter to start, or it died before taking its job
                 self._worker_ok = False
+                lead_end = start - 1
 
         def receive() -> None:
             assert worker is not None and worker.stdout is not None
@@ -765,6 +771,7 @@ class Indexer:
         pending: RangeBatch | BaseException | None = None
         held = False
         try:
+            self._apply_inline(start, lead_end, result)
             while True:
                 item = pending if held else q.get()
                 held = False
@@ -859,7 +866,7 @@ class Indexer:
     def _worker_batch(self, msg: tuple[Any, ...]) -> RangeBatch:
         _, start, end, count, raw_headers, tables, blocks, other, size, seconds = msg
         headers = {n: Header(n, h, p, ts) for n, h, p, ts in raw_headers}
-        decoded = Decoded(tables, blocks)
+        decoded = Decoded(tables, set(blocks))
         if other:  # events without a fast decoder (the Consortium's): rare, decoded here with eth_abi
             logs = [Log(*fields) for fields in other]
             decoded.extend(self.decoder.decode(logs, _block_info(logs, headers)))

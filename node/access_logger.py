@@ -28,7 +28,7 @@ from medledger.chain.types import Access
 from medledger.errors import ConfigError
 from medledger.vocabulary import AuthKind, Purpose
 from node.db.models import AccessBatch, AccessEntry, AccessState, BatchState, utcnow
-from node.doorbell import Doorbell, idle_wait
+from node.doorbell import Doorbell, run_steps
 
 log = logging.getLogger(__name__)
 
@@ -101,23 +101,14 @@ class AccessLogger:
     ) -> None:
         """Log until ``stop`` is set; back off exponentially while the chain is down. With nothing queued or
         in flight it sleeps until ``wake`` rings (the journal committed entries; see node.doorbell)."""
-        backoff = poll_interval
-        while not stop.is_set():
-            step = self.run_once()
-            if step.chain_down:
-                backoff = min(backoff * 2, max_backoff)
-                stop.wait(backoff)
-                continue
-            backoff = poll_interval
-            if step.idle:
-                idle_wait(
-                    stop,
-                    wake,
-                    in_flight=step.in_flight > 0,
-                    due_in=step.due_in,
-                    poll_interval=poll_interval,
-                    idle_interval=idle_interval,
-                )
+        run_steps(
+            self.run_once,
+            stop,
+            wake=wake,
+            poll_interval=poll_interval,
+            idle_interval=idle_interval,
+            max_backoff=max_backoff,
+        )
 
     def drain(self, *, timeout: float = 60.0, poll_interval: float = 0.02) -> LogStep:
         """Run until nothing is queued or submitted (tests, shutdown, CLI); stops early if the chain is down."""

@@ -46,7 +46,7 @@ from medledger.errors import ConfigError, MedLedgerError
 from medledger.vocabulary import RecordClass
 from node.db import records_by_status
 from node.db.models import AnchorBatch, AnchorOutbox, BatchState, Patient, Record, RecordState, utcnow
-from node.doorbell import Doorbell, idle_wait
+from node.doorbell import Doorbell, run_steps
 
 log = logging.getLogger(__name__)
 
@@ -157,23 +157,14 @@ class Anchorer:
     ) -> None:
         """Anchor until ``stop`` is set; back off exponentially while the chain is down. With nothing queued
         or in flight it sleeps until ``wake`` rings (see node.doorbell)."""
-        backoff = 0.0
-        while not stop.is_set():
-            step = self.run_once()
-            if step.chain_down:
-                backoff = min(max(backoff * 2, 0.1), max_backoff)
-                stop.wait(backoff)
-                continue
-            backoff = 0.0
-            if step.idle:
-                idle_wait(
-                    stop,
-                    wake,
-                    in_flight=step.in_flight > 0,
-                    due_in=step.due_in,
-                    poll_interval=poll_interval,
-                    idle_interval=idle_interval,
-                )
+        run_steps(
+            self.run_once,
+            stop,
+            wake=wake,
+            poll_interval=poll_interval,
+            idle_interval=idle_interval,
+            max_backoff=max_backoff,
+        )
 
     def drain(self, *, max_steps: int = 10_000, poll_interval: float = 0.02) -> AnchorStep:
         """Run steps until nothing is queued or submitted (or ``max_steps``); returns the summed counts."""

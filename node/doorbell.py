@@ -10,6 +10,8 @@ another process (a CLI run, a second API process on PostgreSQL) is still picked 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Protocol
 
 
 class Doorbell:
@@ -53,3 +55,44 @@ def idle_wait(
     else:
         assert wake is not None
         wake.wait(idle_interval)
+
+
+class WorkerStep(Protocol):
+    """What one step of a chain-writing worker reports (node.anchorer.AnchorStep, node.access_logger.LogStep)."""
+
+    chain_down: bool
+    in_flight: int
+    due_in: float | None
+
+    @property
+    def idle(self) -> bool: ...
+
+
+def run_steps(
+    step: Callable[[], WorkerStep],
+    stop: threading.Event,
+    *,
+    wake: Doorbell | None,
+    poll_interval: float,
+    idle_interval: float,
+    max_backoff: float,
+) -> None:
+    """Run ``step`` until ``stop`` is set: again at once after progress, backing off exponentially (from
+    0.1 s) while the chain is down, and per :func:`idle_wait` when there was nothing to do."""
+    backoff = 0.0
+    while not stop.is_set():
+        result = step()
+        if result.chain_down:
+            backoff = min(max(backoff * 2, 0.1), max_backoff)
+            stop.wait(backoff)
+            continue
+        backoff = 0.0
+        if result.idle:
+            idle_wait(
+                stop,
+                wake,
+                in_flight=result.in_flight > 0,
+                due_in=result.due_in,
+                poll_interval=poll_interval,
+                idle_interval=idle_interval,
+            )

@@ -97,6 +97,8 @@ class TransactionSender:
 
     #: Receipts requested per polling round.
     RECEIPT_POLL_CHUNK = 500
+    #: Seconds without a new receipt after which a dev chain's pool is checked for missed transactions.
+    STALL_SECONDS = 2.0
 
     def __init__(
         self,
@@ -117,6 +119,7 @@ class TransactionSender:
         self._lock = threading.Lock()
         self._next_nonce: int | None = None
         self._fee_cache: tuple[float, dict[str, int]] | None = None
+        self._dev_chain: bool | None = None  # Anvil? (see _unstick_dev_chain)
 
     # ------------------------------------------------------------------ reads
 
@@ -221,6 +224,7 @@ class TransactionSender:
         found: dict[str, Receipt] = {}
         pending = list(dict.fromkeys(tx_hashes))
         interval = 0.02
+        progress_at = time.monotonic()
         while True:
             if pending:
                 # Poll the oldest submissions first, a bounded chunk per round: transactions of one sender are
@@ -236,6 +240,10 @@ class TransactionSender:
                 pending = [h for h in pending if h not in found]
                 if progressed:
                     interval = 0.02
+                    progress_at = time.monotonic()
+                    continue
+                if time.monotonic() - progress_at > self.STALL_SECONDS and self._unstick_dev_chain():
+                    progress_at = time.monotonic()
                     continue
             if not pending:
                 if confirmations <= 1:
@@ -248,6 +256,21 @@ class TransactionSender:
             time.sleep(interval)
             interval = min(interval * 1.5, 1.0)
         return [found[h] for h in tx_hashes]
+
+    def _unstick_dev_chain(self) -> bool:
+        """Anvil's automine can leave a ready transaction in its pool when transactions arrive while it is
+        mining (foundry-rs/foundry#10122): after ``STALL_SECONDS`` without a receipt, on Anvil only, mine one
+        block if its pool holds pending transactions. True if it did."""
+        if self._dev_chain is None:
+            try:
+                self._dev_chain = str(self.rpc.call("web3_clientVersion")).lower().startswith("anvil")
+            except RpcError:
+                self._dev_chain = False
+        if not self._dev_chain or int(self.rpc.call("txpool_status")["pending"], 16) == 0:
+            return False
+        log.warning("dev chain left ready transactions unmined; mining a block (foundry-rs/foundry#10122)")
+        self.rpc.call("evm_mine")
+        return True
 
     def resync_nonce(self) -> None:
         """Forget the local nonce; the next send reads the pending nonce from the node."""

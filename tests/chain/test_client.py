@@ -123,6 +123,22 @@ def test_wait_times_out_for_a_transaction_that_is_not_mined(chain):
         chain.rpc.call("evm_mine", [])
 
 
+def test_wait_mines_a_ready_transaction_anvil_left_in_its_pool(chain):
+    """Anvil's automine sometimes misses a transaction that arrived while it was mining (foundry#10122); with
+    automine off the pool holds one the same way. After STALL_SECONDS without a receipt the sender, seeing
+    Anvil, mines a block instead of waiting out its timeout."""
+    chain.rpc.call("evm_setAutomine", [False])
+    try:
+        sender = chain.sender(chain.hospital_a)
+        h = sender.send(chain.manifest.address("RecordRegistry"), _anchor_data(chain.new_patient().address))
+        t0 = time.monotonic()
+        receipt = sender.wait([h], timeout=30)[0]
+        assert receipt.status == 1
+        assert sender.STALL_SECONDS <= time.monotonic() - t0 < sender.STALL_SECONDS + 5
+    finally:
+        chain.rpc.call("evm_setAutomine", [True])
+
+
 def test_wait_honours_confirmations(chain):
     sender = chain.sender(chain.hospital_a)
     h = sender.send(chain.manifest.address("RecordRegistry"), _anchor_data(chain.new_patient().address))

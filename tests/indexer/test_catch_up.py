@@ -95,12 +95,25 @@ def test_interrupted_initial_load_gets_its_indexes_back(chain, engine, monkeypat
 
 
 def test_frames_round_trip_and_truncation_is_end_of_stream():
-    messages = [("range", 1, 2, 3, [(1, "0xab", "0xcd", 5)], {"records": [(1, 0, "0x")]}, {1}, [], 8, 0.5), ("done",)]
-    stream = io.BytesIO(b"".join(frame(m) for m in messages))
-    assert [read_frame(stream), read_frame(stream)] == messages
+    message = ("range", 1, 2, 3, [(1, "0xab", "0xcd", 5)], {"records": [(1, 0, "0x", None)]}, {1}, [], 8, 0.5)
+    stream = io.BytesIO(frame(message) + frame(("done",)))
+    # Only built-in values cross: tuples and sets arrive as lists.
+    assert read_frame(stream) == [
+        "range",
+        1,
+        2,
+        3,
+        [[1, "0xab", "0xcd", 5]],
+        {"records": [[1, 0, "0x", None]]},
+        [1],
+        [],
+        8,
+        0.5,
+    ]
+    assert read_frame(stream) == ["done"]
     with pytest.raises(EOFError):
         read_frame(stream)
-    cut = frame(messages[0])[:-3]
+    cut = frame(message)[:-3]
     with pytest.raises(EOFError, match="inside a message"):
         read_frame(io.BytesIO(cut))
 
