@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine, event, insert
 from medledger.db import make_engine
 from medledger.errors import MedLedgerError
 from medledger.vocabulary import AuthKind, Purpose
-from node.db.fast_insert import fast_insert
+from node.db.fast_insert import fast_insert, insert_ignoring_conflicts
 from node.db.models import AccessEntry, AccessState, Notification, SeenNonce, utcnow
 
 _table = AccessEntry.__table__
@@ -269,9 +269,13 @@ class AccessJournal:
                 if notices:
                     conn.execute(insert(_notifications), notices)
                 if nonces:
-                    conn.execute(
-                        insert(_nonces).prefix_with("OR IGNORE", dialect="sqlite"),
+                    # Ignoring conflicts: nonces kept after a failed commit may have been written by it (the
+                    # connection broke after the server committed), and must not fail every later commit.
+                    insert_ignoring_conflicts(
+                        conn,
+                        _nonces,
                         [{"signer": n[0], "nonce": n[1], "expires_at": n[2]} for n in nonces],
+                        ["signer", "nonce"],
                     )
         except Exception as exc:  # reported to every waiting caller; none of them releases anything
             self._drop_connection()

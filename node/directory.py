@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from eth_utils import is_address, to_checksum_address
-from sqlalchemy import Table, bindparam, select, tuple_, update
+from sqlalchemy import bindparam, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from medledger.crypto import new_key, wrap_key, wrap_to_x25519
 from medledger.errors import InputError, MedLedgerError
 from medledger.records import PatientIdentity
+from node.db.fast_insert import insert_ignoring_conflicts
 from node.db.models import AnchorOutbox, Patient, Record, RecordState, utcnow
 
 if TYPE_CHECKING:
@@ -95,17 +96,6 @@ class PatientKeys:
     pkek_wrapped: bytes | None
 
 
-def _insert_ignoring_conflicts(session: Session, table: Table, rows: list[dict[str, Any]], keys: list[str]) -> None:
-    """INSERT ... ON CONFLICT DO NOTHING on both databases: concurrent ingests may add the same patient."""
-    if not rows:
-        return
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    session.execute(insert(table).on_conflict_do_nothing(index_elements=keys), rows)
-
-
 def _identity_row(identity: PatientIdentity) -> dict[str, Any]:
     now = utcnow()
     return {
@@ -168,7 +158,7 @@ class PatientDirectory:
         """Create or update a patient from demographics (an ADT message): non-empty fields overwrite."""
         _check_identity(identity.mrn)
         with self._sessions.begin() as s:
-            _insert_ignoring_conflicts(s, Patient.__table__, [_identity_row(identity)], ["mrn", "assigning_authority"])
+            insert_ignoring_conflicts(s, Patient.__table__, [_identity_row(identity)], ["mrn", "assigning_authority"])
             changes = {
                 k: v
                 for k, v in {
@@ -205,7 +195,7 @@ class PatientDirectory:
         if not by_key:
             return {}
         keys = sorted(by_key)
-        _insert_ignoring_conflicts(
+        insert_ignoring_conflicts(
             session, Patient.__table__, [_identity_row(by_key[k]) for k in keys], ["mrn", "assigning_authority"]
         )
         out: dict[PatientKey, PatientKeys] = {}
@@ -236,7 +226,7 @@ class PatientDirectory:
         public_key = bytes(public_key)
         with self._sessions.begin() as s:
             ident = PatientIdentity(mrn=mrn, assigning_authority=assigning_authority)
-            _insert_ignoring_conflicts(s, Patient.__table__, [_identity_row(ident)], ["mrn", "assigning_authority"])
+            insert_ignoring_conflicts(s, Patient.__table__, [_identity_row(ident)], ["mrn", "assigning_authority"])
             p = s.scalars(
                 select(Patient)
                 .where(Patient.mrn == mrn, Patient.assigning_authority == assigning_authority)

@@ -71,8 +71,8 @@ class DurableNonceStore:
 
     Claims are decided in memory (atomic, no database round trip on the request path) and persisted through
     the access journal's group commit, in the same or an earlier transaction than the access they
-    authorize; on start the unexpired nonces are loaded back. Postgres deployments with several API
-    processes share nonces through the table: the insert conflict is the final word there.
+    authorize; on start the unexpired nonces are loaded back. The memory is the final word, so a node database
+    serves one API process (`medledger node serve`); several would each accept a nonce once.
     """
 
     def __init__(self, sessions: sessionmaker[Session], journal: AccessJournal) -> None:

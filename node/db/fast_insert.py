@@ -1,4 +1,5 @@
-"""Bulk inserts on the node's hot paths (ingest batches, the access journal) without SQLAlchemy's per-row work.
+"""Bulk inserts on the node's hot paths (ingest batches, the access journal) without SQLAlchemy's per-row work,
+and inserts that skip rows already present, on both databases.
 
 ``fast_insert(conn, table, rows)`` sends the same SQL with the same bound values as
 ``conn.execute(table.insert(), rows)``, minus Core's per-row, per-column processing (building a
@@ -12,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Connection, Table
+from sqlalchemy.orm import Session
 
 #: (dialect, driver, table, columns) -> (SQL, bind names in placeholder order, their processors, positional?)
 _plans: dict[tuple[str, str, str, tuple[str, ...]], tuple[str, list[str], list[Any], bool]] = {}
@@ -50,3 +52,18 @@ def fast_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
 
 
 __all__ = ["fast_insert"]
+
+
+def insert_ignoring_conflicts(
+    conn: Connection | Session, table: Table, rows: list[dict[str, Any]], keys: list[str]
+) -> None:
+    """``INSERT ... ON CONFLICT (keys) DO NOTHING`` on SQLite and PostgreSQL: for rows that may already be
+    there (concurrent ingests adding the same patient; a nonce re-sent after a commit whose outcome was lost)."""
+    if not rows:
+        return
+    bind = conn.get_bind() if isinstance(conn, Session) else conn
+    if bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    conn.execute(insert(table).on_conflict_do_nothing(index_elements=keys), rows)

@@ -79,3 +79,20 @@ def test_nonces_claimed_at_shutdown_are_written(node_db):
     journal.remember_nonce(ACCESSOR, "n-last", int(time.time()) + 60)
     journal.close()
     assert _count(node_db.sessions, SeenNonce.nonce) == 1
+
+
+def test_a_nonce_already_written_does_not_fail_the_commit(node_db):
+    # A commit whose outcome was lost keeps its nonces for the next one; if the server had committed, they are
+    # already there, and writing them again must not fail that commit (nor every one after it).
+    expires = int(time.time()) + 60
+    with node_db.sessions.begin() as s:
+        s.add(SeenNonce(signer=ACCESSOR, nonce="n-twice", expires_at=expires))
+    journal = AccessJournal(node_db.engine)
+    try:
+        journal.remember_nonce(ACCESSOR, "n-twice", expires)
+        journal.append(_entry(1))
+        journal.append(_entry(2))
+        assert _count(node_db.sessions, AccessEntry.id) == 2
+        assert _count(node_db.sessions, SeenNonce.nonce) == 1
+    finally:
+        journal.close()
