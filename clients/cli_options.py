@@ -16,11 +16,10 @@ from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 from eth_utils import is_address, to_checksum_address
-from rich.markup import escape
 
 from clients.api import NodeRefused
 from clients.wallet import WALLET_PASSWORD_ENV, PatientWallet, default_wallet_path, load_wallet
-from medledger.cli_support import err_console, handles_errors
+from medledger.cli_support import handles_errors, report_error
 from medledger.errors import ConfigError, InputError, MedLedgerError
 
 P = ParamSpec("P")
@@ -58,18 +57,15 @@ def exit_code_of(exc: MedLedgerError) -> int:
 
 
 def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """:func:`medledger.cli_support.handles_errors` (Ctrl-C, exit codes) with the role CLIs' one-line format
-    ``error [code]: message``; a node's refusal keeps the node's own code."""
+    """:func:`medledger.cli_support.handles_errors` (format, Ctrl-C) with the role CLIs' exit codes: a node's
+    refusal keeps the node's own code, and its 400/413/415/422 count as bad input (exit 2)."""
 
     @functools.wraps(fn)
     def inner(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
         except MedLedgerError as exc:
-            message = " ".join(exc.message.split())  # one line, whatever the node sent
-            err_console.print(
-                f"[red]error[/red] \\[{escape(exc.code)}]: {escape(message)}", highlight=False, soft_wrap=True
-            )
+            report_error(exc)
             raise typer.Exit(exit_code_of(exc)) from None
 
     return handles_errors(inner)

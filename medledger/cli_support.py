@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -21,8 +22,19 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def error_line(code: str, message: str) -> str:
+    """The one error format of every command and script: ``error [code]: message`` on one line."""
+    return f"error [{code}]: {' '.join(message.split())}"
+
+
+def report_error(exc: MedLedgerError) -> None:
+    """Print ``exc`` on stderr as :func:`error_line` (the prefix in red on a terminal)."""
+    # Escaped: an error text may contain brackets that rich would read as markup.
+    err_console.print(f"[red]{escape(error_line(exc.code, exc.message))}[/red]", highlight=False, soft_wrap=True)
+
+
 def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Report a :class:`MedLedgerError` as ``error: <message>`` on stderr and exit with its code; Ctrl-C
+    """Report a :class:`MedLedgerError` as ``error [code]: message`` on stderr and exit with its code; Ctrl-C
     exits 130. Anything else is a bug and keeps its traceback."""
 
     @functools.wraps(fn)
@@ -30,10 +42,7 @@ def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except MedLedgerError as exc:
-            # Escaped: an error text may contain brackets that rich would read as markup.
-            err_console.print(
-                f"[red]error:[/red] {escape(exc.message)} [dim]({exc.code})[/dim]", highlight=False, soft_wrap=True
-            )
+            report_error(exc)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")
@@ -49,14 +58,22 @@ def print_json(data: Any) -> None:
 
 def script_main(run: Callable[[], int]) -> int:
     """Run a plain (argparse) script's body with the same error contract as ``medledger`` commands: a known
-    failure prints ``error: <message>`` on one line and returns its exit code; a file error returns 1."""
+    failure prints ``error [code]: message`` on one line and returns its exit code; a file error returns 1."""
     try:
         return run()
     except MedLedgerError as exc:
-        print(f"error: {' '.join(exc.message.split())}", file=sys.stderr)
+        print(error_line(exc.code, exc.message), file=sys.stderr)
         return exc.exit_code
     except OSError as exc:
-        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        print(error_line("file_error", f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+class ScriptArgumentParser(argparse.ArgumentParser):
+    """``argparse`` for the plain scripts, with usage errors as one :func:`error_line` (exit 2) instead of
+    argparse's usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, error_line("usage", f"{message} (see --help)") + "\n")

@@ -20,24 +20,17 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from medledger.chain.besu import DEFAULT_CHAIN_ID, atomic_write_text, render_genesis
-from medledger.cli_support import script_main
+from medledger.cli_support import ScriptArgumentParser, script_main
 from medledger.errors import InputError
 
 #: QBFT tolerates f faulty validators out of 3f + 1; fewer than 4 tolerate none.
 BFT_MINIMUM = 4
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        # One line, like every other error of this tool, instead of argparse's usage dump.
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="besu_genesis.py", description="Render the MedLedger QBFT genesis file.")
+    p = ScriptArgumentParser(prog="besu_genesis.py", description="Render the MedLedger QBFT genesis file.")
     p.add_argument("--validator", action="append", default=[], metavar="ADDR", help="validator address (repeat)")
     p.add_argument("--out", type=Path, required=True, help="genesis file to write")
     p.add_argument("--chain-id", type=int, default=DEFAULT_CHAIN_ID, help=f"chain id (default {DEFAULT_CHAIN_ID})")

@@ -33,7 +33,6 @@ import sys
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from medledger.chain.besu import (
     PermissionLists,
@@ -48,18 +47,12 @@ from medledger.chain.besu import (
 from medledger.chain.contracts import ConsortiumClient
 from medledger.chain.deploy import DeploymentManifest
 from medledger.chain.rpc import JsonRpcClient
-from medledger.cli_support import script_main
+from medledger.cli_support import ScriptArgumentParser, script_main
 from medledger.errors import ConfigError, MedLedgerError
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        # One line, like every other error of this tool, instead of argparse's usage dump.
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ScriptArgumentParser(
         prog="besu_permissions.py",
         description="Render Besu's permissions_config.toml from the Consortium contract.",
     )

@@ -30,6 +30,7 @@ from medledger.chain.typed_data import (
     sign_typed_data,
 )
 from medledger.chain.types import Access, GrantTerms, RecordAnchor
+from medledger.cli_support import error_line
 from medledger.vocabulary import AuthKind, Purpose, RecordClass, Role, class_mask
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "contracts.md"
@@ -149,12 +150,15 @@ def main() -> int:
     table = render(measure())
     doc = DOC.read_text()
     if BEGIN not in doc or END not in doc:
-        print(f"error: {DOC} lacks the {BEGIN} / {END} markers", file=sys.stderr)
+        print(error_line("gas_table_markers_missing", f"{DOC} lacks the {BEGIN} / {END} markers"), file=sys.stderr)
         return 2
     new = doc[: doc.index(BEGIN)] + table + doc[doc.index(END) + len(END) :]
     if args.check:
         if new != doc:
-            print("error: docs/contracts.md gas table is stale: run python scripts/gas_report.py", file=sys.stderr)
+            print(
+                error_line("gas_table_stale", "docs/contracts.md gas table is stale: run python scripts/gas_report.py"),
+                file=sys.stderr,
+            )
             return 1
         return 0
     DOC.write_text(new)

@@ -112,14 +112,14 @@ def test_chain_status_reports_and_fails_on_missing_contracts(fresh_chain, tmp_pa
     gone = _cli("chain", "status", "--rpc", fresh_chain.url, "--deployments-dir", str(tmp_path))
     assert gone.returncode == 2
     assert gone.stderr.strip().splitlines() == [
-        "error: contracts missing on chain: AccessLog (chain reset? run deploy again) (config_error)"
+        "error [config_error]: contracts missing on chain: AccessLog (chain reset? run deploy again)"
     ]
 
 
 def test_cli_errors_are_one_line_with_exit_codes(tmp_path):
     no_key = _cli("chain", "deploy", "--rpc", "http://127.0.0.1:1", env={"MEDLEDGER_DEPLOYER_KEY": ""})
     assert no_key.returncode == 2
-    assert no_key.stderr.strip() == "error: set MEDLEDGER_DEPLOYER_KEY to the deployer's private key (config_error)"
+    assert no_key.stderr.strip() == "error [config_error]: set MEDLEDGER_DEPLOYER_KEY to the deployer's private key"
 
     bad_key = _cli("chain", "deploy", env={"MEDLEDGER_DEPLOYER_KEY": "0x1234"})
     assert bad_key.returncode == 2

@@ -80,7 +80,7 @@ def status_counts(data_dir: Path) -> dict[str, int]:
 def assert_one_line_error(err: str, code: str) -> None:
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
-    assert lines[0].startswith("error: ") and f"({code})" in lines[0], err
+    assert lines[0].startswith(f"error [{code}]: "), err
     assert "Traceback" not in err
 
 
