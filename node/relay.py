@@ -25,6 +25,8 @@ from medledger.chain.contracts import ConsentRegistryClient, ConsortiumClient
 from medledger.chain.typed_data import (
     CONSENT_DOMAIN_NAME,
     CONSORTIUM_DOMAIN_NAME,
+    EIP712_DOMAIN_TYPE,
+    TYPES,
     domain,
     grant_typed_data,
     recover_signer,
@@ -94,10 +96,11 @@ class ConsentRelay:
         self.consortium_domain = domain(CONSORTIUM_DOMAIN_NAME, chain_id, to_checksum_address(consortium.address))
 
     def context(self, patient: str) -> dict[str, Any]:
-        """What a wallet needs to sign: domains, types' primary names and the patient's current nonces."""
+        """What a wallet needs to sign: the typed-data schema, the domains and the patient's current nonces."""
         p = checksummed(patient, "patient")
         return {
             "chain_id": self.chain_id,
+            "types": {"EIP712Domain": EIP712_DOMAIN_TYPE, **TYPES},
             "consent_domain": self.consent_domain,
             "consortium_domain": self.consortium_domain,
             "consent_nonce": self.consent.nonces(p),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up, sourced by scripts/run and scripts/test: a Python 3.11 venv (.venv) with MedLedger
-# installed editable with its dev extras, and the npm-pinned toolchain (anvil, solc, OpenZeppelin) in
-# node_modules. Each step re-runs only when its lock input (pyproject.toml, package-lock.json) changed.
+# installed editable with its dev extras, and the npm-pinned toolchain (anvil, solc, OpenZeppelin; ethers for
+# the wallet-compatibility test) in node_modules. Each step re-runs only when its lock input (pyproject.toml,
+# package-lock.json) changed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

@@ -87,6 +87,10 @@ class SiweToken(BaseModel):
 
 class SigningContext(BaseModel):
     chain_id: int
+    types: dict[str, list[dict[str, str]]] = Field(
+        description="the EIP-712 types: EIP712Domain, Grant and Revoke (consent domain), RegisterPatientKey "
+        "(consortium domain), EraseRecord (erasure domain); pass the primary type's entry to ethers' signTypedData"
+    )
     consent_domain: dict[str, Any]
     consortium_domain: dict[str, Any]
     consent_nonce: int
