@@ -1,7 +1,7 @@
 """Consent-checked, logged record access between two nodes on loopback.
 
 usage: python bench/access.py [--records 200] [--decisions 20000] [--requests 6000] [--clients 16] [--runs 3]
-                              [--baseline] [--profile] [--profile-server FILE]
+                              [--baseline] [--profile] [--profile-server FILE] [--head-max-age-ms MS]
 
 1. Fresh Anvil with the dev consortium; Hospital A and Hospital B provisioned and started in this process,
    a patient with --records 4 KiB records at A and a treatment grant to B.
@@ -36,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -48,6 +49,7 @@ from medledger.chain.deploy import manifest_path  # noqa: E402
 from medledger.chain.devchain import deploy_dev  # noqa: E402
 from medledger.chain.rpc import JsonRpcClient  # noqa: E402
 from medledger.vocabulary import Purpose, RecordClass  # noqa: E402
+from node.config import NodeConfig  # noqa: E402
 from node.db.models import Record, RecordState  # noqa: E402
 from node.embedded import EmbeddedNode, provision_node  # noqa: E402
 
@@ -147,7 +149,6 @@ def wait_journal_drained(data_dir: Path, timeout: float = 10.0) -> int:
     """Journal entries of the node at ``data_dir`` not yet confirmed on chain after up to ``timeout`` s."""
     from sqlalchemy import func, select
 
-    from node.config import NodeConfig
     from node.db import open_node_db
     from node.db.models import AccessEntry, AccessState
 
@@ -383,7 +384,7 @@ def profile_release(a, runtime, account, base: str, ids: list[str]) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=200)
     ap.add_argument("--decisions", type=int, default=20_000)
     ap.add_argument("--requests", type=int, default=6_000)
@@ -393,6 +394,12 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="profile the release path in process and exit")
     ap.add_argument("--baseline", action="store_true", help="fetch /healthz instead: the HTTP stack's ceiling")
     ap.add_argument("--profile-server", metavar="FILE", help="run Hospital A under py-spy, raw samples to FILE")
+    ap.add_argument(
+        "--head-max-age-ms",
+        type=int,
+        metavar="MS",
+        help="the nodes' consent_head_max_age_ms (default: node.toml's, 20; 0 verifies the head per decision)",
+    )
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="medledger-bench-access-"))
@@ -407,6 +414,10 @@ def main() -> None:
                 d, name, password=PASSWORD, rpc_url=anvil.url, deployments_dir=str(tmp / "deployments"),
                 private_key=bytes(dev.founders[name].key), scrypt_n=2**12,
             )  # fmt: skip
+            if args.head_max_age_ms is not None:
+                config = NodeConfig.load(d)
+                config.consent_head_max_age_ms = args.head_max_age_ms
+                config.save()
             nodes[name] = EmbeddedNode(d, PASSWORD).start()
         a, b = nodes["Hospital A"].services, nodes["Hospital B"].services
         assert a is not None and b is not None
@@ -468,7 +479,7 @@ def main() -> None:
                     runs.append(run)
                     print(
                         f"fetch run {i + 1}: {run[0]:,.0f} rps, p50 {run[1]:.1f} ms, p99 {run[2]:.1f} ms, "
-                        f"{len(run[3])} errors",
+                        f"{len(run[3])} errors" + (f" (HTTP status: count {dict(Counter(run[3]))})" if run[3] else ""),
                         file=sys.stderr,
                     )
                 fetch_rps = statistics.median(r[0] for r in runs)

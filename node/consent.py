@@ -69,14 +69,17 @@ class ConsentDecider:
         *,
         now: int | None = None,
         wait: bool = True,
+        asked_at: float | None = None,
     ) -> Decision:
         """The authorization for this access, or :class:`ConsentDenied` with a precise reason.
 
         Raises :class:`node.ledger_view.LedgerStale` if the ledger view is too old to decide on. With
         ``wait=False`` it raises :class:`node.ledger_view.HeadCheckNeeded` where it would wait for the chain.
+        ``asked_at`` (``time.monotonic()``; default: now) is when the access was asked for: the decision
+        reflects every block mined more than ``max_head_age`` before it.
         """
         self.view.snapshot()  # fail closed first if the view is stale
-        snap = self.view.at_head(max_age=self.max_head_age, wait=wait)
+        snap = self.view.at_head(max_age=self.max_head_age, wait=wait, asked_at=asked_at)
         t = int(time.time()) if now is None else now
         try:
             return self._decide(patient, accessor, record_class, purpose, t, snap)

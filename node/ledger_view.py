@@ -148,16 +148,18 @@ class LedgerView:
                 return self._snapshot_locked()
         return self.sync()
 
-    def at_head(self, *, max_age: float = 0.0, wait: bool = True) -> Snapshot:
+    def at_head(self, *, max_age: float = 0.0, wait: bool = True, asked_at: float | None = None) -> Snapshot:
         """The view, confirmed current for decisions with every block mined more than ``max_age`` seconds
         ago (see the module docstring): probes shared by concurrent callers, and an inline sync only if the
         blocks ahead of the index change consent or membership (or the chain reorganized). This is what makes
         a revocation effective within ``max_age`` of its block rather than from the follower's next poll.
 
         With ``wait=False`` it never blocks on the chain: if a probe is due it raises :class:`HeadCheckNeeded`
-        (event-loop callers then await :meth:`fresh_async`, or call again from a thread)."""
-        started = time.monotonic()
-        self._demand_at = started
+        (event-loop callers then await :meth:`fresh_async`, or call again from a thread). ``asked_at``
+        (``time.monotonic()``, default now) is when the decision was asked for: ``max_age`` counts from it."""
+        now = time.monotonic()
+        started = now if asked_at is None else min(asked_at, now)
+        self._demand_at = now
         if not self._demand.is_set():
             self._demand.set()  # wakes watch_head after a quiet spell
         if not wait:
@@ -176,17 +178,21 @@ class LedgerView:
                     return snap
         return self.snapshot()
 
-    async def fresh_async(self, max_age: float, timeout: float = 1.0) -> bool:
+    async def fresh_async(self, max_age: float, timeout: float = 1.0, *, asked_at: float | None = None) -> bool:
         """Wait on the event loop (no thread) for ``watch_head``'s next probe to make the view fresh for
-        ``max_age``; False if no watcher runs or it did not manage within ``timeout`` (then probe from a
-        thread with :meth:`at_head`)."""
+        ``max_age`` counted from ``asked_at`` (``time.monotonic()``, default now); False if no watcher runs or
+        it did not manage within ``timeout`` (then probe from a thread with :meth:`at_head`)."""
         if not self._watching:
             return False
-        deadline = time.monotonic() + timeout
+        # Fresh for this request: verified by a probe that started at most max_age before it was asked for
+        # (with max_age 0, one that started after; any later probe serves it too).
+        now = time.monotonic()
+        threshold = (now if asked_at is None else min(asked_at, now)) - max_age
+        deadline = now + timeout
         loop = asyncio.get_running_loop()
         while True:
             now = time.monotonic()
-            if self._verified_at != 0.0 and self._verified_at >= now - max_age:
+            if self._verified_at != 0.0 and self._verified_at >= threshold:
                 return True
             if now >= deadline:
                 return False
@@ -245,7 +251,9 @@ class LedgerView:
         the next one. Errors are logged and retried with back-off (decisions meanwhile probe for themselves,
         or fail closed)."""
         # Probing every max_age / 2 leaves a probe's round trip (slow under load) to spare before requests find
-        # the view stale and have to wait for it (fresh_async).
+        # the view stale and have to wait for it (fresh_async). With max_age 0 every decision needs a probe
+        # that started after it arrived: the watcher then probes only when requests wait, and one probe serves
+        # every request that arrived before it started (those arriving during it get the next one).
         period = max_age / 2
         backoff = period
         self._watching = True
@@ -261,9 +269,9 @@ class LedgerView:
                     backoff = period
                 except MedLedgerError as exc:
                     log.warning("ledger view cannot probe the head (%s): %s", exc.code, exc.message)
-                    backoff = min(backoff * 2, 5.0)
+                    backoff = min(max(backoff * 2, 0.05), 5.0)
                 self._wake_waiters()
-                self._probe_now.wait(backoff)
+                self._probe_now.wait(backoff if backoff > 0 else idle_after)
         finally:
             self._watching = False
             self._wake_waiters()

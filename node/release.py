@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,20 +209,27 @@ class ReleaseService:
         waits), the journal commit is awaited, a decision that needs a fresher view awaits the ledger view's
         head watcher, and only what must block on the chain (a denial to re-check at the head, no watcher)
         moves to a thread."""
+        # Freshness is judged from the request's arrival: a probe that started since (or within max_head_age
+        # before) serves it, including the watcher probe it may await below.
+        asked_at = time.monotonic()
         try:
-            prepared = self._prepare(requester, record_id, purpose, wait=False)
+            prepared = self._prepare(requester, record_id, purpose, wait=False, asked_at=asked_at)
         except HeadCheckNeeded:
             prepared = None
             # The view's head watcher is due to verify the chain anyway: wait for it without taking a thread.
-            if await self.view.fresh_async(self.decider.max_head_age):
+            if await self.view.fresh_async(self.decider.max_head_age, asked_at=asked_at):
                 with contextlib.suppress(HeadCheckNeeded):
-                    prepared = self._prepare(requester, record_id, purpose, wait=False)
+                    prepared = self._prepare(requester, record_id, purpose, wait=False, asked_at=asked_at)
             if prepared is None:  # no watcher, or a denial to re-check against the head: probe from a thread
-                prepared = await asyncio.to_thread(self._prepare, requester, record_id, purpose, wait=True)
+                prepared = await asyncio.to_thread(
+                    self._prepare, requester, record_id, purpose, wait=True, asked_at=asked_at
+                )
         await self.journal.append_async(prepared.entry, notify=prepared.notify)
         return self._complete(prepared)
 
-    def _prepare(self, requester: Requester, record_id: bytes, purpose: Purpose, *, wait: bool) -> _Prepared:
+    def _prepare(
+        self, requester: Requester, record_id: bytes, purpose: Purpose, *, wait: bool, asked_at: float | None = None
+    ) -> _Prepared:
         """Everything up to the journal: the record, the authorization, the requester's key, the ciphertext."""
         held, custodian_key = self.held(record_id)
         if held.status != RecordState.CONFIRMED or held.patient is None:
@@ -230,7 +238,7 @@ class ReleaseService:
                 code="record_not_anchored",
                 details={"status": held.status},
             )
-        decision = self._authorize(requester, held, purpose, wait=wait)
+        decision = self._authorize(requester, held, purpose, wait=wait, asked_at=asked_at)
         public_key = self._public_key(requester)
         # Read (and so integrity-check) the ciphertext before journaling: a corrupt store releases nothing
         # and must not leave an access in the log that never happened.
@@ -271,14 +279,18 @@ class ReleaseService:
             ) from exc
         return Plaintext(held, self.address, content, decision)
 
-    def _authorize(self, requester: Requester, held: HeldRecord, purpose: Purpose, *, wait: bool) -> Decision:
+    def _authorize(
+        self, requester: Requester, held: HeldRecord, purpose: Purpose, *, wait: bool, asked_at: float | None
+    ) -> Decision:
         assert held.patient is not None
         if requester.kind is RequesterKind.PATIENT:
             if requester.address.lower() != held.patient.lower():
                 raise MedLedgerError("this record belongs to another patient", code="forbidden")
             return Decision(AuthKind.PATIENT, 0, self.view.snapshot().block_number)
         if requester.kind is RequesterKind.INSTITUTION:
-            return self.decider.decide(held.patient, requester.address, held.record_class, purpose, wait=wait)
+            return self.decider.decide(
+                held.patient, requester.address, held.record_class, purpose, wait=wait, asked_at=asked_at
+            )
         raise MedLedgerError("staff read through their own node's record endpoints", code="forbidden")
 
     def _public_key(self, requester: Requester) -> bytes:

@@ -143,6 +143,39 @@ def test_event_loop_callers_wait_for_the_watcher_not_a_thread(chain, view):
         watcher.join(timeout=5)
 
 
+def test_strict_freshness_is_served_by_a_probe_started_after_the_request(chain, view):
+    """consent_head_max_age_ms = 0: every decision needs a probe that started after it was asked for. The
+    watcher then probes only when requests wait (one probe for all that asked before it started) instead of
+    spinning, and a request that got its probe decides without probing again."""
+    stop = threading.Event()
+    watcher = threading.Thread(target=view.watch_head, args=(stop,), kwargs={"max_age": 0.0}, daemon=True)
+    watcher.start()
+    try:
+        asked_at = time.monotonic()
+        with pytest.raises(HeadCheckNeeded):
+            view.at_head(max_age=0.0, wait=False, asked_at=asked_at)  # also marks demand: the watcher wakes
+
+        async def requests() -> float:
+            t0 = time.monotonic()
+            assert all(await asyncio.gather(*(view.fresh_async(0.0, asked_at=asked_at) for _ in range(8))))
+            return time.monotonic() - t0
+
+        waited = asyncio.run(requests())
+        assert waited < 0.5  # served by the watcher's next probe, not by fresh_async's 1 s timeout
+        view.at_head(max_age=0.0, wait=False, asked_at=asked_at)  # the probe it waited for counts for it
+        with pytest.raises(HeadCheckNeeded):
+            view.at_head(max_age=0.0, wait=False)  # asked now: that probe started before
+
+        # Demand is recent but nobody waits: the watcher sleeps rather than probing back to back.
+        trips = view.rpc.round_trips
+        time.sleep(0.3)
+        assert view.rpc.round_trips - trips <= 1
+    finally:
+        stop.set()
+        watcher.join(timeout=5)  # it notices within idle_after (1 s) when nobody asks
+    assert not watcher.is_alive()
+
+
 def test_stale_view_fails_closed(chain, view):
     view.max_staleness = 0.05
     time.sleep(0.1)
