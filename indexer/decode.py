@@ -156,6 +156,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "auth_id",
         "staff_ref",
         "sequence",
+        "decided_block",
         "block_time",
     ),
 }
@@ -342,9 +343,10 @@ def _access_logged(logs: list[Log], info: BlockInfo) -> list[Values]:
             str(int(d[194:258], 16)),
             "0x" + d[258:322],
             str(int(d[322:386], 16)),
+            int(d[386:450], 16),
             block_time,
         )
-        for log, t, d, block, block_time in _checked(logs, info, 4, 6)
+        for log, t, d, block, block_time in _checked(logs, info, 4, 7)
     ]
 
 

@@ -62,7 +62,7 @@ from medledger.db import upgrade
 from medledger.vocabulary import RecordStatus
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 ZERO_HASH = "0x" + "00" * 32
 
 _records = Record.__table__

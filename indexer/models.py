@@ -214,6 +214,8 @@ class AccessEntry(LogKeyed, Base):
     auth_id: Mapped[str] = mapped_column(String(UINT))
     staff_ref: Mapped[str] = mapped_column(String(HASH))
     sequence: Mapped[str] = mapped_column(String(UINT))
+    #: The block the custodian decided the access at (its consent state authorized it); 0: unknown.
+    decided_block: Mapped[int] = mapped_column(BigInteger, server_default="0")
     block_time: Mapped[int] = mapped_column(BigInteger)
 
     __table_args__ = (

@@ -95,6 +95,10 @@ def decode_cursor(kind: str, cursor: str, n: int) -> tuple[int, ...]:
     return tuple(raw[1:])
 
 
+#: A log index past every log of a block: (block, _AFTER_EVERY_LOG) is the state after the whole block.
+_AFTER_EVERY_LOG = 2**31 - 1
+
+
 @dataclass(frozen=True)
 class Page(Generic[T]):
     items: list[T]
@@ -181,6 +185,8 @@ class AccessView:
     log_index: int
     block_time: int
     tx_hash: str
+    #: The block the custodian decided the access at (0: unknown); consent is judged there.
+    decided_block: int = 0
 
 
 @dataclass(frozen=True)
@@ -289,6 +295,7 @@ def _access(r: Row[Any]) -> AccessView:
         r.log_index,
         r.block_time,
         r.tx_hash,
+        int(r.decided_block or 0),
     )
 
 
@@ -487,9 +494,10 @@ class IndexQueries:
             return [_window_view(x) for x in conn.execute(stmt)]
 
     def grant_for_access(self, block_number: int, log_index: int) -> AccessAuthorization:
-        """Check the access logged at (``block_number``, ``log_index``) against the consent state at its block:
-        the grant or break-glass window it names must exist, match patient/accessor/purpose/class, have
-        begun before it and not have ended (revoked, replaced, closed, expired) by then."""
+        """Check the access logged at (``block_number``, ``log_index``) against the consent state it was decided
+        on (the end of its ``decided_block``; its own position if that is 0): the grant or break-glass window
+        it names must exist, match patient/accessor/purpose/class, have begun before it and not have ended
+        (revoked, replaced, closed) by then, and the access's block time must be inside its validity window."""
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(_accesses).where(_accesses.c.block_number == block_number, _accesses.c.log_index == log_index)
@@ -498,7 +506,10 @@ class IndexQueries:
                 raise BadQuery(f"no access logged at block {block_number} log {log_index}")
             access = _access(row)
             rec = conn.execute(select(_records).where(_records.c.record_id == row.record_id)).one_or_none()
-            pos = (block_number, log_index)
+            # Consent is judged where the custodian decided: after every log of the block it cites (the state it
+            # read), so a revocation mined between the release and its batched logging does not count against
+            # it; an access without a decision block is judged at its own position.
+            pos = (access.decided_block, _AFTER_EVERY_LOG) if access.decided_block else (block_number, log_index)
             kind = row.auth_kind
             if kind == AuthKind.GRANT:
                 g = conn.execute(select(_grants).where(_grants.c.grant_id == access.auth_id)).one_or_none()

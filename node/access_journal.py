@@ -54,6 +54,8 @@ class JournalEntry:
     auth_kind: AuthKind
     auth_id: int
     staff_ref: bytes = b"\x00" * 32
+    #: The block whose consent state authorized the release (0: unknown).
+    decided_block: int = 0
 
     def row(self, requested_at: datetime) -> dict[str, Any]:
         return {
@@ -64,6 +66,7 @@ class JournalEntry:
             "auth_kind": int(self.auth_kind),
             "auth_id": self.auth_id,
             "staff_ref": self.staff_ref,
+            "decided_block": self.decided_block,
             "requested_at": requested_at,
             "status": AccessState.QUEUED.value,
         }

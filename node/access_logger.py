@@ -33,6 +33,19 @@ from node.doorbell import Doorbell, run_steps
 log = logging.getLogger(__name__)
 
 
+#: Blocks kept in hand below AccessLog.MAX_DECISION_AGE for those mined before a batch is.
+DECISION_AGE_MARGIN = 32
+
+
+def citable_decision(decided_block: int, head: int, max_age: int) -> int:
+    """The decision block to log with an access: its own, unless the contract (which accepts blocks up to
+    ``max_age`` before the logging block) might no longer take it by the time the batch is mined — a journal
+    that waited long, e.g. on a node that was down while the chain went on; then 0, and the access is judged
+    at its log position."""
+    fresh = 0 < decided_block <= head and head - decided_block <= max_age - DECISION_AGE_MARGIN
+    return decided_block if fresh else 0
+
+
 @dataclass
 class LogStep:
     """What one :meth:`AccessLogger.run_once` did."""
@@ -79,6 +92,7 @@ class AccessLogger:
         self.max_batch = max_batch
         self.max_wait = timedelta(milliseconds=max_wait_ms)
         self.max_in_flight = max_in_flight
+        self._max_decision_age: int | None = None  # AccessLog.MAX_DECISION_AGE, read when first needed
 
     def run_once(self) -> LogStep:
         step = LogStep()
@@ -208,10 +222,16 @@ class AccessLogger:
         with self._sessions() as s:
             in_flight = int(s.scalar(select(func.count()).where(AccessBatch.status == BatchState.SUBMITTED)) or 0)
         step.in_flight = in_flight
+        head = max_age = 0
         while in_flight < self.max_in_flight:
             rows = self._next_batch(step)
             if not rows:
                 return
+            if not head:  # where the chain is now, for the decision blocks the batches may cite
+                head = self.client.rpc.block_number()
+                if self._max_decision_age is None:
+                    self._max_decision_age = self.client.max_decision_age()
+                max_age = self._max_decision_age
             accesses = [
                 Access(
                     r.patient,
@@ -221,6 +241,7 @@ class AccessLogger:
                     AuthKind(r.auth_kind),
                     int(r.auth_id),
                     bytes(r.staff_ref),
+                    citable_decision(int(r.decided_block), head, max_age),
                 )
                 for r in rows
             ]
@@ -248,6 +269,7 @@ class AccessLogger:
                     AccessEntry.auth_kind,
                     AccessEntry.auth_id,
                     AccessEntry.staff_ref,
+                    AccessEntry.decided_block,
                     AccessEntry.requested_at,
                 )
                 .where(AccessEntry.status == AccessState.QUEUED)

@@ -244,8 +244,9 @@ class ReleaseService:
         # and must not leave an access in the log that never happened.
         ciphertext = self.store.get(held.cid)
         entry = JournalEntry(
-            held.patient, requester.address, record_id, purpose, decision.kind, decision.auth_id, requester.staff_ref
-        )
+            held.patient, requester.address, record_id, purpose, decision.kind, decision.auth_id,
+            requester.staff_ref, max(0, decision.block_number),
+        )  # fmt: skip
         notify = _break_glass_notice(held, requester, decision, self.address)
         return _Prepared(held, custodian_key, decision, public_key, ciphertext, entry, notify)
 
@@ -267,7 +268,16 @@ class ReleaseService:
             )
         decision = Decision(AuthKind.CUSTODIAN, 0, self.view.snapshot().block_number)
         self.journal.append(
-            JournalEntry(held.patient, self.address, record_id, purpose, decision.kind, 0, requester.staff_ref)
+            JournalEntry(
+                held.patient,
+                self.address,
+                record_id,
+                purpose,
+                decision.kind,
+                0,
+                requester.staff_ref,
+                max(0, decision.block_number),
+            )
         )
         key = self.kek.unwrap(custodian_key)
         ciphertext = self.store.get(held.cid)

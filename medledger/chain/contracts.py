@@ -354,7 +354,7 @@ class AccessLogClient(ContractClient):
 
     ARTIFACT = "AccessLog"
 
-    #: Gas bound for ``logAccesses``: measured 56.9k for one access and ~7.4k per access in a batch of 100
+    #: Gas bound for ``logAccesses``: measured 57.6k for one access and ~8.1k per access in a batch of 100
     #: (docs/contracts.md); the bound adds margin and is checked by tests/node/test_access_logger.py.
     LOG_GAS_BASE = 70_000
     LOG_GAS_PER_ACCESS = 10_000
@@ -379,3 +379,7 @@ class AccessLogClient(ContractClient):
 
     def access_count(self) -> int:
         return int(self._call("accessCount")[0])
+
+    def max_decision_age(self) -> int:
+        """How many blocks before its logging block an access's ``decidedAt`` may be (a contract constant)."""
+        return int(self._call("MAX_DECISION_AGE")[0])

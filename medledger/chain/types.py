@@ -135,7 +135,10 @@ class Access:
     auth_kind: AuthKind
     auth_id: int = 0
     staff_ref: bytes = b"\x00" * 32
+    #: The block whose consent state authorized the access (0: unknown, judged at its log position); one of
+    #: the last AccessLog.MAX_DECISION_AGE blocks when logged.
+    decided_at: int = 0
 
     def as_tuple(self) -> tuple[Any, ...]:
         t = astuple(self)
-        return (t[0], t[1], t[2], int(t[3]), int(t[4]), t[5], t[6])
+        return (t[0], t[1], t[2], int(t[3]), int(t[4]), t[5], t[6], t[7])

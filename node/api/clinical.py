@@ -57,7 +57,8 @@ def patient_timeline(
     response_class=Response,
     summary="Read a record: locally if held here, else from its custodian under the patient's consent",
     description="The reply's `X-MedLedger-Authorization` says what authorized the read (custodian, grant:ID or "
-    "break_glass:ID) and `X-MedLedger-Custodian` who holds the record. Every read is logged on chain.",
+    "break_glass:ID), `X-MedLedger-Decided-Block` the block whose consent state it was decided on (logged on "
+    "chain with the access) and `X-MedLedger-Custodian` who holds the record. Every read is logged on chain.",
 )
 async def read_record(
     request: Request,
@@ -81,14 +82,22 @@ async def read_record(
         return Response(
             own.content,
             media_type=own.record.media_type,
-            headers={"X-MedLedger-Authorization": "custodian", "X-MedLedger-Custodian": services.address},
+            headers={
+                "X-MedLedger-Authorization": "custodian",
+                "X-MedLedger-Decided-Block": str(max(0, own.decision.block_number)),
+                "X-MedLedger-Custodian": services.address,
+            },
         )
     remote = await run_in_threadpool(services.remote.fetch, entry, p, requester.staff_ref)
     auth = remote.authorization
     return Response(
         remote.content,
         media_type=remote.media_type,
-        headers={"X-MedLedger-Authorization": f"{auth['kind']}:{auth['id']}", "X-MedLedger-Custodian": entry.custodian},
+        headers={
+            "X-MedLedger-Authorization": f"{auth['kind']}:{auth['id']}",
+            "X-MedLedger-Decided-Block": str(auth["block_number"]),
+            "X-MedLedger-Custodian": entry.custodian,
+        },
     )
 
 

@@ -202,6 +202,7 @@ class AccessItem(BaseModel):
     auth_id: int
     break_glass: bool
     staff_ref: str
+    decided_block: int = Field(description="the block whose consent state authorized the access (0: unknown)")
     block_number: int
     block_time: int
     tx_hash: str
@@ -275,6 +276,7 @@ def access_page(services: NodeServices, limit: int, cursor: str | None, **filter
                 auth_id=a.auth_id,
                 break_glass=a.auth_kind == 2,
                 staff_ref=a.staff_ref,
+                decided_block=a.decided_block,
                 block_number=a.block_number,
                 block_time=a.block_time,
                 tx_hash=a.tx_hash,

@@ -211,6 +211,8 @@ class AccessEntry(Base):
     auth_kind: Mapped[int] = mapped_column(SmallInteger)
     auth_id: Mapped[int] = mapped_column(BigInteger)
     staff_ref: Mapped[bytes] = mapped_column(LargeBinary(32))
+    #: The block whose consent state authorized the release (logged on chain with it; 0: unknown).
+    decided_block: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     requested_at: Mapped[datetime] = mapped_column(default=utcnow)
     status: Mapped[str] = mapped_column(String(16), default=AccessState.QUEUED)
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("access_batches.id"), index=True)

@@ -1,4 +1,4 @@
-"""AccessLog: batched append-only logging, sequence numbers, validation, role gating."""
+"""AccessLog: batched append-only logging, sequence numbers, decision blocks, validation, role gating."""
 
 from __future__ import annotations
 
@@ -45,6 +45,33 @@ def test_batch_logs_one_event_per_access_with_running_sequence(chain):
         assert ev.args["authKind"] == a.auth_kind
         assert ev.args["authId"] == a.auth_id
         assert ev.args["staffRef"] == a.staff_ref
+        assert ev.args["decidedAt"] == 0  # none cited
+
+
+def test_decision_block_must_be_one_of_the_last_256(chain):
+    log = chain.as_(chain.hospital_a).access_log
+    assert log.max_decision_age() == 256
+    head = chain.rpc.block_number()
+    cited = Access(**{**access(chain).__dict__, "decided_at": head})
+    (event,) = log.events(log.log_accesses([cited]))
+    assert event.args["decidedAt"] == head
+
+    logging_block = chain.rpc.block_number() + 1
+    future = Access(**{**access(chain).__dict__, "decided_at": logging_block})  # not decided yet when logged
+    with pytest.raises(ContractRevert) as exc:
+        log.log_accesses([access(chain), future])
+    assert exc.value.error == "InvalidDecisionBlock"
+    assert exc.value.args_by_name == {"index": 1, "decidedAt": logging_block}
+
+    old = chain.rpc.block_number()
+    chain.rpc.call("anvil_mine", [hex(256)])
+    # Logged in head + 1 = old + 257: the decision is 257 blocks back, one too many.
+    with pytest.raises(ContractRevert) as exc:
+        log.log_accesses([Access(**{**access(chain).__dict__, "decided_at": old})])
+    assert exc.value.error == "InvalidDecisionBlock"
+    (event,) = log.events(log.log_accesses([Access(**{**access(chain).__dict__, "decided_at": old + 1})]))
+    assert event.args["decidedAt"] == old + 1
+    assert log.access_count() == 2
 
 
 @pytest.mark.parametrize("field", ["patient", "accessor", "record_id", "auth_kind"])

@@ -58,7 +58,7 @@ def test_malformed_log_is_a_precise_error():
     from indexer.errors import BadLog
 
     spec = next(s for s in event_specs()["AccessLog"].values())
-    with pytest.raises(BadLog, match="expected 4 and 192"):
+    with pytest.raises(BadLog, match="expected 4 and 224"):
         spec.row({"topics": ["0x00"], "data": "0x", "transactionHash": "0xab", "logIndex": "0x1"}, 0)
 
 

@@ -7,8 +7,8 @@ import pytest
 
 from indexer.errors import BadQuery
 from indexer.queries import IndexQueries, encode_cursor
-from medledger.chain.types import RecordAnchor
-from medledger.vocabulary import Purpose, RecordClass
+from medledger.chain.types import Access, GrantTerms, RecordAnchor
+from medledger.vocabulary import AuthKind, Purpose, RecordClass, class_mask
 
 from .conftest import make_indexer, rid, run_scenario
 
@@ -91,6 +91,34 @@ def test_access_audit_against_consent_at_its_block(chain, indexed):
     assert reasons == sorted(["ok", "grant was revoked before the access", "ok", "ok", "grant had expired"])
     bg = next(v for v in verdict.values() if v.break_glass is not None)
     assert bg.valid and bg.break_glass.break_glass_id == s.break_glass_id
+
+
+def test_access_is_judged_at_the_block_it_was_decided_at(chain, engine):
+    """A custodian releases on the state after block D, the patient's revocation is mined, then the batched
+    log lands: citing D the access was authorized; without a decision block, or citing the revocation's
+    block, it was not."""
+    patient, b = chain.new_patient(), chain.as_(chain.hospital_b)
+    record = RecordAnchor(rid(), patient.address, rid(), RecordClass.LAB, 0)
+    b.records.anchor_records([record])
+    terms = GrantTerms(chain.hospital_b.address, class_mask([RecordClass.LAB]), Purpose.TREATMENT, 0, 2**40)
+    grant_id = chain.as_(patient).consent.grant(terms)
+    decided = chain.rpc.block_number()  # the state B decided on: the grant is in
+    revoked = chain.as_(patient).consent.revoke(grant_id)  # mined before B's log
+
+    def logged(decided_at: int) -> Access:
+        return Access(patient.address, chain.hospital_b.address, record.record_id, Purpose.TREATMENT,
+                      AuthKind.GRANT, grant_id, decided_at=decided_at)  # fmt: skip
+
+    receipt = b.access_log.log_accesses([logged(decided), logged(0), logged(revoked.block_number)])
+    make_indexer(engine, chain).sync()
+    q = IndexQueries(engine)
+    verdicts = [q.grant_for_access(receipt.block_number, i) for i in range(3)]
+    assert [v.access.decided_block for v in verdicts] == [decided, 0, revoked.block_number]
+    assert [(v.valid, v.reason) for v in verdicts] == [
+        (True, "ok"),
+        (False, "grant was revoked before the access"),
+        (False, "grant was revoked before the access"),
+    ]
 
 
 def test_break_glass_windows(chain, indexed):

@@ -47,6 +47,9 @@ def test_grant_cross_institution_read_log_and_revoke(network: Network) -> None:
         ids[0], b.address, "grant", grant["grant_id"]
     )  # fmt: skip
     assert got["accessor_name"] == "Hospital B" and got["staff_ref"] != "0x" + "00" * 32
+    # Logged with the block A decided at, which A's reply cited: the audit judges the grant there.
+    assert got["decided_block"] == int(r.headers["x-medledger-decided-block"])
+    assert 0 < got["decided_block"] < got["block_number"]
 
     patient.revoke(grant["grant_id"])
     # A learns of the revocation from the chain: it is enforced for decisions made consent_head_max_age_ms
