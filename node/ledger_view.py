@@ -276,6 +276,11 @@ class LedgerView:
             self._watching = False
             self._wake_waiters()
 
+    def wake_watcher(self) -> None:
+        """Wake :meth:`watch_head` from its sleep (to see a stop at once instead of within ``idle_after``)."""
+        self._demand.set()
+        self._probe_now.set()
+
     def _wake_waiters(self) -> None:
         with self._waiters_lock:
             waiters, self._waiters = self._waiters, []

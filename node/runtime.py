@@ -40,6 +40,7 @@ class NodeRuntime:
         self.stop_event.set()
         for bell in (self.services.anchor_bell, self.services.access_bell):
             bell.ring()  # workers asleep on their doorbell see the stop at once
+        self.services.ledger.wake_watcher()
         for t in self._threads:
             t.join(timeout=timeout)
 

@@ -172,7 +172,10 @@ def test_strict_freshness_is_served_by_a_probe_started_after_the_request(chain, 
         assert view.rpc.round_trips - trips <= 1
     finally:
         stop.set()
-        watcher.join(timeout=5)  # it notices within idle_after (1 s) when nobody asks
+        view.wake_watcher()
+        t0 = time.monotonic()
+        watcher.join(timeout=5)
+        assert time.monotonic() - t0 < 0.5  # woken, not waiting out idle_after (1 s)
     assert not watcher.is_alive()
 
 
