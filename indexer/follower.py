@@ -14,6 +14,7 @@ again. The result equals a fresh index of the new chain (tests/indexer/test_reor
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import queue
@@ -294,6 +295,29 @@ def insert_ignore(conn: Connection, insert: InsertSql, rows: list[Values]) -> No
             cur.execute(full if len(chunk) == step else insert.values(len(chunk)), tuple(flat(chunk)))
     finally:
         cur.close()
+
+
+class _CollectorPause:
+    """Python's cyclic garbage collector paused while a catch-up streams rows from the fetch worker.
+
+    The rows (~1.4M strings and ints in ~100k lists per 100,000 logs) hold no reference cycles, so reference
+    counting frees them; but their allocation triggered collections that walked them, ~0.2-0.4 s of CPU per
+    100,000 logs (5x the MessagePack decoding itself), holding the GIL against the inserts. The collector is
+    process-wide: it is resumed when the catch-up ends (also on errors), and left alone if it was already
+    disabled."""
+
+    def __init__(self) -> None:
+        self._paused = False
+
+    def pause(self) -> None:
+        if gc.isenabled():
+            gc.disable()
+            self._paused = True
+
+    def resume(self) -> None:
+        if self._paused:
+            gc.enable()
+            self._paused = False
 
 
 class Indexer:
@@ -770,7 +794,10 @@ class Indexer:
         thread.start()
         pending: RangeBatch | BaseException | None = None
         held = False
+        collector = _CollectorPause()
         try:
+            if worker is not None:
+                collector.pause()
             self._apply_inline(start, lead_end, result)
             while True:
                 item = pending if held else q.get()
@@ -812,6 +839,7 @@ class Indexer:
             thread.join()
             if worker is not None and worker.stdout is not None:
                 worker.stdout.close()
+            collector.resume()
 
     def _use_worker(self, start: int, goal: int) -> bool:
         # Only for catch-up: starting a process costs ~0.1 s, far more than following a few new blocks

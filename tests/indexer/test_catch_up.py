@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 
@@ -145,3 +146,34 @@ def test_logs_reply_parsing():
         parse_logs(b"{not json")
     with pytest.raises(LogsReplyError, match="not an eth_getLogs reply"):
         parse_logs(json.dumps({"jsonrpc": "2.0", "id": 1, "result": [{"address": 5}]}).encode())
+
+
+def test_collector_is_paused_for_a_worker_catch_up_and_restored(chain, engine, monkeypatch):
+    """The cyclic GC is off while the fetch worker streams rows (they hold no cycles; collections walking them
+    cost more than decoding them), on again afterwards — also when the load fails — and an application that
+    had it off keeps it off."""
+    run_scenario(chain)
+    during: list[bool] = []
+    apply = Indexer.apply
+
+    def watching_apply(self, batch):
+        during.append(gc.isenabled())
+        if len(during) == 3:
+            raise OSError("disk full")
+        return apply(self, batch)
+
+    monkeypatch.setattr(Indexer, "apply", watching_apply)
+    ix = make_indexer(engine, chain, catch_up_blocks=1, initial_range=1, max_range=1)
+    assert ix._use_worker(ix.position().block_number + 1, chain.rpc.block_number())  # the worker path
+    assert gc.isenabled()
+    with pytest.raises(OSError, match="disk full"):
+        ix.sync()
+    assert during == [False] * 3 and gc.isenabled()
+
+    monkeypatch.setattr(Indexer, "apply", lambda self, batch: (during.append(gc.isenabled()), apply(self, batch))[1])
+    gc.disable()
+    try:
+        ix.sync()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
