@@ -297,6 +297,12 @@ def insert_ignore(conn: Connection, insert: InsertSql, rows: list[Values]) -> No
         cur.close()
 
 
+#: Seconds a catch-up's writer waits for more ranges to join a group commit. Measured on the 2-core bench: the
+#: writer spent ~10% less time (fewer commits rewriting the same index pages), and the CPU it leaves while
+#: waiting goes to the fetch worker and the node, which share the cores.
+GROUP_WAIT = 0.03
+
+
 class _CollectorPause:
     """Python's cyclic garbage collector paused while a catch-up streams rows from the fetch worker.
 
@@ -806,18 +812,20 @@ class Indexer:
                     return
                 if isinstance(item, BaseException):
                     raise item
-                # Group commit: when the writer has fallen behind, ranges already fetched are written in one
-                # transaction (cursor at the last one's end). A commit rewrites every page a range dirtied in
-                # the random-keyed indexes, so fewer, larger commits cost less per log; when the writer keeps
-                # up, each range is still committed alone and as soon as it arrives.
+                # Group commit: ranges already fetched are written in one transaction (cursor at the last
+                # one's end). A commit rewrites every page a range dirtied in the random-keyed indexes, so
+                # fewer, larger commits cost less per log. Fed by the worker (a catch-up), the writer waits up
+                # to GROUP_WAIT for the next range to join; otherwise it takes only what is already there.
                 group = [item]
                 logs = item.log_count
                 budget = self.config.target_logs * self.config.pipeline_depth
                 if max_ranges is not None:
                     budget = 0  # restart tests count written ranges: one range per transaction
+                until = time.monotonic() + (GROUP_WAIT if worker is not None else 0.0)
                 while logs < budget:
                     try:
-                        nxt = q.get_nowait()
+                        wait = until - time.monotonic()
+                        nxt = q.get(timeout=wait) if wait > 0 else q.get_nowait()
                     except queue.Empty:
                         break
                     if not isinstance(nxt, RangeBatch):

@@ -163,7 +163,8 @@ def test_collector_is_paused_for_a_worker_catch_up_and_restored(chain, engine, m
         return apply(self, batch)
 
     monkeypatch.setattr(Indexer, "apply", watching_apply)
-    ix = make_indexer(engine, chain, catch_up_blocks=1, initial_range=1, max_range=1)
+    # One block per range and per transaction, so the load fails on its third write.
+    ix = make_indexer(engine, chain, catch_up_blocks=1, initial_range=1, max_range=1, target_logs=1, pipeline_depth=1)
     assert ix._use_worker(ix.position().block_number + 1, chain.rpc.block_number())  # the worker path
     assert gc.isenabled()
     with pytest.raises(OSError, match="disk full"):
