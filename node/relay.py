@@ -25,8 +25,7 @@ from medledger.chain.contracts import ConsentRegistryClient, ConsortiumClient
 from medledger.chain.typed_data import (
     CONSENT_DOMAIN_NAME,
     CONSORTIUM_DOMAIN_NAME,
-    EIP712_DOMAIN_TYPE,
-    TYPES,
+    SCHEMA,
     domain,
     grant_typed_data,
     recover_signer,
@@ -100,7 +99,7 @@ class ConsentRelay:
         p = checksummed(patient, "patient")
         return {
             "chain_id": self.chain_id,
-            "types": {"EIP712Domain": EIP712_DOMAIN_TYPE, **TYPES},
+            "types": SCHEMA,
             "consent_domain": self.consent_domain,
             "consortium_domain": self.consortium_domain,
             "consent_nonce": self.consent.nonces(p),

@@ -59,6 +59,9 @@ TYPES: dict[str, list[dict[str, str]]] = {
     ],
 }
 
+#: Every type a wallet signs, with the domain type: what nodes publish (GET /v1/consent/context/{patient}).
+SCHEMA: dict[str, list[dict[str, str]]] = {"EIP712Domain": EIP712_DOMAIN_TYPE, **TYPES}
+
 
 def domain(name: str, chain_id: int, verifying_contract: str) -> dict[str, Any]:
     return {"name": name, "version": DOMAIN_VERSION, "chainId": chain_id, "verifyingContract": verifying_contract}
@@ -66,7 +69,7 @@ def domain(name: str, chain_id: int, verifying_contract: str) -> dict[str, Any]:
 
 def _full(primary: str, dom: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
     return {
-        "types": {"EIP712Domain": EIP712_DOMAIN_TYPE, primary: TYPES[primary]},
+        "types": {"EIP712Domain": SCHEMA["EIP712Domain"], primary: SCHEMA[primary]},
         "primaryType": primary,
         "domain": dom,
         "message": message,

@@ -51,9 +51,6 @@ def fast_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     conn.exec_driver_sql(sql, adapted)
 
 
-__all__ = ["fast_insert"]
-
-
 def insert_ignoring_conflicts(
     conn: Connection | Session, table: Table, rows: list[dict[str, Any]], keys: list[str]
 ) -> None:
@@ -67,3 +64,6 @@ def insert_ignoring_conflicts(
     else:
         from sqlalchemy.dialects.sqlite import insert
     conn.execute(insert(table).on_conflict_do_nothing(index_elements=keys), rows)
+
+
+__all__ = ["fast_insert", "insert_ignoring_conflicts"]
