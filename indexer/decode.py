@@ -97,7 +97,9 @@ _ACTIVE = int(RecordStatus.ACTIVE)
 KEY = ("block_number", "log_index", "tx_hash")
 
 #: Columns of each event table after ``KEY``, in the order the decoders emit them. Rows are plain tuples (no
-#: per-log dicts or objects): the writer hands them to the driver's executemany as they are.
+#: per-log dicts or objects): the writer hands them to the driver's executemany as they are. Columns a later
+#: event sets (:data:`STATUS_COLUMNS`) are not among them: they start NULL, and binding a None costs Python's
+#: sqlite3 module ~1 us (a failed adapter lookup), as much as the rest of a records row's values together.
 COLUMNS: dict[str, tuple[str, ...]] = {
     "member_events": ("account", "kind", "roles", "name", "endpoint", "encryption_key"),
     "patient_keys": ("patient", "encryption_key", "relayer"),
@@ -112,8 +114,6 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "event_time",
         "block_time",
         "status",
-        "superseded_by",
-        "status_block",
     ),
     "amendments": ("previous_id", "new_id", "custodian"),
     "erasures": ("record_id", "custodian", "request_hash"),
@@ -129,10 +129,6 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "replaces_grant_id",
         "relayer",
         "block_time",
-        "revoked_block",
-        "revoked_log_index",
-        "revoked_time",
-        "replaced",
     ),
     "consent_revocations": ("grant_id", "patient", "grantee", "replaced", "relayer", "block_time"),
     "break_glass": (
@@ -142,8 +138,6 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "reason_hash",
         "opened_at",
         "expires_at",
-        "closed_block",
-        "closed_time",
     ),
     "break_glass_closures": ("break_glass_id", "patient", "accessor", "block_time"),
     "accesses": (
@@ -159,6 +153,14 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "decided_block",
         "block_time",
     ),
+}
+
+#: Columns of event tables that later events set (a record's amendment or erasure, a grant's revocation, a
+#: break-glass window's closure); NULL when the row is inserted, reset to NULL by a reorg rollback.
+STATUS_COLUMNS: dict[str, tuple[str, ...]] = {
+    "records": ("superseded_by", "status_block"),
+    "consent_grants": ("revoked_block", "revoked_log_index", "revoked_time", "replaced"),
+    "break_glass": ("closed_block", "closed_time"),
 }
 
 
@@ -214,8 +216,6 @@ def _record_anchored(logs: list[Log], info: BlockInfo) -> list[Values]:
             clinical or block_time,
             block_time,
             _ACTIVE,
-            None,
-            None,
         )
         for log, t, d, block, block_time in _checked(logs, info, 4, 3)
     ]
@@ -268,10 +268,6 @@ def _consent_granted(logs: list[Log], info: BlockInfo) -> list[Values]:
             int(d[258:322], 16),
             "0x" + d[346:386],
             block_time,
-            None,
-            None,
-            None,
-            None,
         )
         for log, t, d, block, block_time in _checked(logs, info, 4, 6)
     ]
@@ -306,8 +302,6 @@ def _break_glass_opened(logs: list[Log], info: BlockInfo) -> list[Values]:
             "0x" + d[2:66],
             block_time,
             int(d[66:130], 16),
-            None,
-            None,
         )
         for log, t, d, block, block_time in _checked(logs, info, 4, 2)
     ]

@@ -878,10 +878,12 @@ class Indexer:
             "range_errors": _RANGE_ERRORS,
             "depth": self.config.pipeline_depth,
         }
+        # The worker must import this very package: PYTHONPATH names its root, and -P keeps the working directory
+        # (which may hold another checkout) off the path.
         root = str(Path(__file__).resolve().parent.parent)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from indexer.fetch_worker import serve_ranges; serve_ranges()"],
+            [sys.executable, "-P", "-c", "from indexer.fetch_worker import serve_ranges; serve_ranges()"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,

@@ -243,7 +243,12 @@ EVENT_TABLES = [
 ]
 
 #: The event tables' secondary (non-unique) indexes: an initial catch-up builds them after loading the rows
-#: (Indexer.sync). Unique constraints stay: they keep re-delivered logs out and serve the status updates.
+#: (Indexer.sync). Unique constraints stay: they keep re-delivered logs out and serve the status updates. The
+#: partial status indexes stay too: rows are inserted with their status columns NULL, outside those indexes,
+#: so keeping them costs the inserts nothing, while building one later would scan its whole table.
 DEFERRED_INDEXES = [
-    index for table in EVENT_TABLES for index in sorted(table.indexes, key=lambda i: i.name or "") if not index.unique
+    index
+    for table in EVENT_TABLES
+    for index in sorted(table.indexes, key=lambda i: i.name or "")
+    if not index.unique and index.dialect_kwargs.get("sqlite_where") is None
 ]

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from eth_utils import to_checksum_address
 from sqlalchemy import ColumnElement, Engine, Row, and_, func, or_, select, tuple_
 
 from indexer.errors import BadQuery
@@ -34,6 +33,7 @@ from indexer.models import (
     PatientKey,
     Record,
 )
+from medledger.addresses import eip55
 from medledger.vocabulary import AuthKind, Purpose, RecordClass, RecordStatus, Role
 
 T = TypeVar("T")
@@ -226,14 +226,14 @@ class IndexStatus:
 
 
 def _cs(addr: str | None) -> str | None:
-    return to_checksum_address(addr) if addr and addr != "0x" + "00" * 20 else addr
+    return eip55(addr) if addr and addr != "0x" + "00" * 20 else addr
 
 
 def _entry(r: Row[Any]) -> TimelineEntry:
     return TimelineEntry(
         r.record_id,
-        to_checksum_address(r.patient),
-        to_checksum_address(r.custodian),
+        eip55(r.patient),
+        eip55(r.custodian),
         r.commitment,
         r.record_class,
         r.clinical_time,
@@ -249,8 +249,8 @@ def _entry(r: Row[Any]) -> TimelineEntry:
 def _grant(r: Row[Any]) -> GrantView:
     return GrantView(
         r.grant_id,
-        to_checksum_address(r.patient),
-        to_checksum_address(r.grantee),
+        eip55(r.patient),
+        eip55(r.grantee),
         int(r.classes),
         r.purpose,
         r.valid_from,
@@ -269,8 +269,8 @@ def _grant(r: Row[Any]) -> GrantView:
 def _window_view(r: Row[Any]) -> BreakGlassView:
     return BreakGlassView(
         r.break_glass_id,
-        to_checksum_address(r.patient),
-        to_checksum_address(r.accessor),
+        eip55(r.patient),
+        eip55(r.accessor),
         r.reason_hash,
         r.opened_at,
         r.expires_at,
@@ -282,10 +282,10 @@ def _window_view(r: Row[Any]) -> BreakGlassView:
 
 def _access(r: Row[Any]) -> AccessView:
     return AccessView(
-        to_checksum_address(r.patient),
-        to_checksum_address(r.accessor),
+        eip55(r.patient),
+        eip55(r.accessor),
         r.record_id,
-        to_checksum_address(r.custodian),
+        eip55(r.custodian),
         r.purpose,
         r.auth_kind,
         int(r.auth_id),
@@ -646,7 +646,7 @@ class IndexQueries:
             if by == "class":
                 label = RecordClass.label(k)
             elif by == "custodian":
-                label = to_checksum_address(k)
+                label = eip55(k)
             else:
                 label = dt.datetime.fromtimestamp(int(k) * 86400, dt.UTC).date().isoformat()
             out[label] = int(n)
@@ -678,7 +678,7 @@ class IndexQueries:
                     s["roles"] = r.roles
                 elif r.kind == "profile":
                     s["endpoint"], s["encryption_key"] = r.endpoint, r.encryption_key
-        return [MemberView(to_checksum_address(a), **s) for a, s in state.items() if include_removed or s["active"]]
+        return [MemberView(eip55(a), **s) for a, s in state.items() if include_removed or s["active"]]
 
     def patient_key(self, patient: str) -> str | None:
         """The patient's current registered encryption key (hex), or None."""

@@ -64,10 +64,13 @@ def test_malformed_log_is_a_precise_error():
 
 def test_row_layout_matches_schema():
     """The decoders emit tuples in KEY + COLUMNS order; every table column must be covered exactly once, or
-    the raw executemany would write values into the wrong columns."""
-    from indexer.decode import COLUMNS, KEY
+    the raw executemany would write values into the wrong columns. Status columns (set by later events) are
+    left out of the inserts and must be nullable."""
+    from indexer.decode import COLUMNS, KEY, STATUS_COLUMNS
     from indexer.models import EVENT_TABLES
 
     assert set(COLUMNS) == {t.name for t in EVENT_TABLES}
     for table in EVENT_TABLES:
-        assert sorted((*KEY, *COLUMNS[table.name])) == sorted(c.name for c in table.columns), table.name
+        status = STATUS_COLUMNS.get(table.name, ())
+        assert sorted((*KEY, *COLUMNS[table.name], *status)) == sorted(c.name for c in table.columns), table.name
+        assert all(table.c[name].nullable for name in status), table.name
