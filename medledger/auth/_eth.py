@@ -21,7 +21,6 @@ from medledger.keccak import keccak256
 __all__ = [
     "MessageSigner",
     "address_from_checksummed",
-    "checksum",
     "personal_digest",
     "recover_personal",
     "sign_personal",
@@ -98,9 +97,3 @@ def address_from_checksummed(address: str) -> bytes | None:
     if not _HEX_ADDRESS.fullmatch(address) or to_checksum_address(address) != address:
         return None
     return bytes.fromhex(address[2:])
-
-
-@lru_cache(maxsize=8192)
-def checksum(address: bytes) -> str:
-    """EIP-55 form of 20 address bytes (cached for the same reason)."""
-    return to_checksum_address(address)
