@@ -52,6 +52,7 @@ import os
 import sqlite3
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -79,6 +80,29 @@ def _load_syncfs() -> Callable[[int], int] | None:
 
 
 _SYNCFS = _load_syncfs()
+
+
+def _init_pack(conn: sqlite3.Connection) -> None:
+    """Put a pack file in WAL mode and create its table, waiting (up to the busy timeout) for another store
+    that is doing the same: two stores opening a new root at once (a node and the CLI) raced here, and SQLite
+    fails a journal-mode change on a locked file at once instead of calling its busy handler."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":  # not changed: the file was busy
+                raise sqlite3.OperationalError("database is locked (journal mode unchanged)")
+            conn.execute("BEGIN IMMEDIATE")  # waits on the busy timeout, unlike an implicit read-then-write
+            try:
+                conn.execute(_SCHEMA)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 def _fsync_path(path: Path | str) -> None:
@@ -135,10 +159,9 @@ class LocalBlobStore(BlobStore):
         # implicit deferred ones, which could deadlock two writers upgrading from read locks.
         conn = sqlite3.connect(self._pack_path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={'FULL' if self.fsync else 'NORMAL'}")
             conn.execute("PRAGMA secure_delete=ON")
-            conn.execute(_SCHEMA)
+            _init_pack(conn)
         except BaseException:
             conn.close()
             raise

@@ -349,6 +349,36 @@ def test_two_stores_on_one_root(tmp_path: Path) -> None:
         a.put(b"after close")
 
 
+def test_two_stores_creating_a_pack_at_once(tmp_path: Path) -> None:
+    """Two stores opening a new root at the same moment both set up the pack (SQLite fails a journal-mode change
+    on a busy file at once, without its busy handler: without a retry this lost about every second race)."""
+
+    def first_put(
+        store: LocalBlobStore, barrier: threading.Barrier, cids: list[str], errors: list[BaseException]
+    ) -> None:
+        try:
+            barrier.wait()
+            cids.extend(store.put_many([os.urandom(100)]))
+        except BaseException as exc:  # collected and asserted on the main thread
+            errors.append(exc)
+
+    for round_ in range(20):
+        root = tmp_path / f"blobs-{round_}"
+        stores = [LocalBlobStore(root), LocalBlobStore(root)]
+        barrier = threading.Barrier(2)
+        errors: list[BaseException] = []
+        cids: list[str] = []
+        threads = [threading.Thread(target=first_put, args=(s, barrier, cids, errors)) for s in stores]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, f"round {round_}: {errors[0]!r}"
+        assert len(cids) == 2 and all(s.has(cid) for s in stores for cid in cids)
+        for s in stores:
+            s.close()
+
+
 def test_reading_a_file_only_store_creates_no_pack(tmp_path: Path) -> None:
     store = LocalBlobStore(tmp_path / "blobs", small_blob_limit=0)
     cid = store.put(os.urandom(100))
