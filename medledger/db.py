@@ -8,7 +8,9 @@ how to connect and how to upgrade a database to a component's head revision.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +29,21 @@ def normalize_url(url: str) -> str:
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
+
+
+def enable_wal(dbapi_conn: Any, timeout_s: float = 30.0) -> None:
+    """Put a SQLite connection's database in WAL mode, waiting up to ``timeout_s`` while another connection holds
+    the file: SQLite fails a journal-mode change on a busy file at once instead of calling its busy handler, so
+    two processes opening a new database together (a node and the CLI) could fail with "database is locked"."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            dbapi_conn.execute("PRAGMA journal_mode=WAL")  # ":memory:" answers "memory" and stays so
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.005)
 
 
 def make_engine(url: str, *, sqlite_page_size: int | None = None, **kwargs: Any) -> Engine:
@@ -49,7 +66,7 @@ def make_engine(url: str, *, sqlite_page_size: int | None = None, **kwargs: Any)
             cur = dbapi_conn.cursor()
             if sqlite_page_size is not None:
                 cur.execute(f"PRAGMA page_size={int(sqlite_page_size)}")
-            cur.execute("PRAGMA journal_mode=WAL")
+            enable_wal(dbapi_conn)
             cur.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; WAL keeps commits atomic
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")

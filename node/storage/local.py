@@ -52,10 +52,10 @@ import os
 import sqlite3
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from medledger.db import enable_wal
 from node.storage.base import BlobCorrupted, BlobNotFound, BlobStore
 from node.storage.cid import cid_from_digest, parse_cid
 
@@ -83,26 +83,16 @@ _SYNCFS = _load_syncfs()
 
 
 def _init_pack(conn: sqlite3.Connection) -> None:
-    """Put a pack file in WAL mode and create its table, waiting (up to the busy timeout) for another store
-    that is doing the same: two stores opening a new root at once (a node and the CLI) raced here, and SQLite
-    fails a journal-mode change on a locked file at once instead of calling its busy handler."""
-    deadline = time.monotonic() + _BUSY_TIMEOUT_S
-    while True:
-        try:
-            if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":  # not changed: the file was busy
-                raise sqlite3.OperationalError("database is locked (journal mode unchanged)")
-            conn.execute("BEGIN IMMEDIATE")  # waits on the busy timeout, unlike an implicit read-then-write
-            try:
-                conn.execute(_SCHEMA)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.005)
+    """Put a pack file in WAL mode and create its table; another store doing the same (a node and the CLI
+    opening a new root at once) is waited for, not failed on."""
+    enable_wal(conn, _BUSY_TIMEOUT_S)
+    conn.execute("BEGIN IMMEDIATE")  # waits on the busy timeout, unlike an implicit read-then-write
+    try:
+        conn.execute(_SCHEMA)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _fsync_path(path: Path | str) -> None:
