@@ -53,6 +53,21 @@ def test_timeline_pages_are_complete_and_stable(chain, engine):
     assert len(seen) == len(set(seen)) == 120
     assert set(seen) == {"0x" + r.record_id.hex() for r in recs}
 
+    # Filters and a cursor together (each combination is its own prepared statement): pages of 7 within a time
+    # window and a class list add up to the unpaged answer, newest first.
+    def filtered(limit: int, cursor: str | None = None):
+        return q.timeline(patient, classes=[int(RecordClass.LAB)], since=1_010, until=1_030, limit=limit, cursor=cursor)
+
+    whole = [e.record_id for e in filtered(500).items]
+    paged: list[str] = []
+    page = filtered(7)
+    while True:
+        paged += [e.record_id for e in page.items]
+        if page.next_cursor is None:
+            break
+        page = filtered(7, page.next_cursor)
+    assert paged == whole and len(whole) == 3 * 21
+
 
 def test_consent_state(chain, indexed):
     s, q = indexed
