@@ -52,7 +52,7 @@ import os
 import sqlite3
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from medledger.db import enable_wal
@@ -82,17 +82,26 @@ def _load_syncfs() -> Callable[[int], int] | None:
 _SYNCFS = _load_syncfs()
 
 
+@contextlib.contextmanager
+def _write(conn: sqlite3.Connection) -> Iterator[None]:
+    """One pack write transaction. IMMEDIATE takes the write lock up front (waiting on the busy timeout for
+    another process) instead of failing with SQLITE_BUSY when an implicit read transaction tries to write."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def _init_pack(conn: sqlite3.Connection) -> None:
     """Put a pack file in WAL mode and create its table; another store doing the same (a node and the CLI
     opening a new root at once) is waited for, not failed on."""
     enable_wal(conn, _BUSY_TIMEOUT_S)
-    conn.execute("BEGIN IMMEDIATE")  # waits on the busy timeout, unlike an implicit read-then-write
-    try:
+    with _write(conn):
         conn.execute(_SCHEMA)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def _fsync_path(path: Path | str) -> None:
@@ -169,16 +178,8 @@ class LocalBlobStore(BlobStore):
         with self._lock:
             conn = self._pack(create=True)
             assert conn is not None
-            # IMMEDIATE takes the write lock up front (waiting on busy_timeout for another process) instead
-            # of failing with SQLITE_BUSY halfway through; OR IGNORE makes re-puts and racing puts no-ops.
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with _write(conn):  # OR IGNORE makes re-puts and racing puts no-ops
                 conn.executemany("INSERT OR IGNORE INTO blobs (cid, data) VALUES (?, ?)", rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
 
     def _pack_get(self, cid: str) -> bytes | None:
         with self._lock:
