@@ -220,6 +220,51 @@ class AccessEntry(Base):
     block_number: Mapped[int | None] = mapped_column(BigInteger)
 
 
+class WriteState(StrEnum):
+    """Where a generic contract write (``chain_writes``) stands."""
+
+    QUEUED = "queued"  # enqueued with its workflow's state change; not yet signed
+    SUBMITTED = "submitted"  # signed, persisted, broadcast (or about to be)
+    CONFIRMED = "confirmed"  # mined with status 1 and enough confirmations
+    FAILED = "failed"  # reverted (``error`` holds the decoded revert); never retried
+
+
+class ChainWrite(Base):
+    """One contract call a workflow wants on chain (a referral event, a kit code's use, an escrow call),
+    enqueued in the same database transaction as the workflow's own state change and submitted by
+    node.chain_outbox.ChainWriter with the write-ahead protocol: on chain or queued, never lost, never twice.
+
+    ``(kind, key)`` is the idempotency key: ``kind`` names the owner ("referrals.event"), ``key`` the write within
+    it, so enqueuing the same write twice is a no-op. ``gas`` NULL: estimated when signed (a call that would
+    revert then fails before it costs a nonce)."""
+
+    __tablename__ = "chain_writes"
+    __table_args__ = (
+        CheckConstraint("status in ('queued', 'submitted', 'confirmed', 'failed')", name="status"),
+        UniqueConstraint("kind", "key"),
+        Index("ix_chain_writes_status_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(128))
+    to: Mapped[str] = mapped_column(String(ADDR))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    gas: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default=WriteState.QUEUED)
+    tx_hash: Mapped[str | None] = mapped_column(String(HASH), unique=True)
+    nonce: Mapped[int | None] = mapped_column(BigInteger)
+    sender: Mapped[str | None] = mapped_column(String(ADDR))
+    raw_tx: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: Times this write was signed anew (its earlier transaction could never be mined: nonce taken).
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    broadcasts: Mapped[int] = mapped_column(Integer, default=0)
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
 class SeenNonce(Base):
     """Nonces of signed institution requests already accepted, kept until they expire (replay protection that
     survives restarts)."""
@@ -314,6 +359,7 @@ __all__ = [
     "Base",
     "BatchState",
     "BreakGlassNote",
+    "ChainWrite",
     "Erasure",
     "ErasureState",
     "Notification",
@@ -323,5 +369,6 @@ __all__ = [
     "SeenNonce",
     "SiweNonce",
     "Staff",
+    "WriteState",
     "utcnow",
 ]
