@@ -10,7 +10,6 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import Engine
 
@@ -19,6 +18,7 @@ from clients.auditor.ciphertexts import CiphertextSource, NodeCiphertextSource, 
 from clients.auditor.facts import ProgressFn, gather, reindex
 from clients.auditor.model import AuditReport, Facts, Scope
 from indexer.db import index_engine
+from medledger.blobs import BlobReader, open_reader
 from medledger.chain.deploy import DeploymentManifest, manifest_path
 from medledger.chain.rpc import JsonRpcClient
 from medledger.errors import ConfigError, InputError
@@ -87,18 +87,7 @@ def _database(db_url: str | None) -> Iterator[Engine]:
 @dataclass
 class _SourceParts:
     account: Any | None
-    stores: dict[str, Any]
-
-
-def _require_existing_store(where: str) -> None:
-    # Opening a local store creates its directory: a mistyped path would then look like a custodian that lost
-    # every ciphertext, i.e. false violations. An auditor only reads, so the store must already exist.
-    parts = urlsplit(where)
-    if parts.scheme.lower() in ("http", "https", "kubo+http", "kubo+https"):
-        return
-    path = Path(unquote(parts.path)) if parts.scheme.lower() == "file" else Path(where)
-    if not path.is_dir():
-        raise ConfigError(f"--store {where}: no blob store directory there")
+    stores: dict[str, BlobReader]
 
 
 def _prepare_source(settings: AuditSettings, stack: ExitStack) -> _SourceParts | None:
@@ -106,14 +95,15 @@ def _prepare_source(settings: AuditSettings, stack: ExitStack) -> _SourceParts |
     if settings.ciphertexts is False or settings.source is not None:
         return None
     account = load_account(settings.key_env)
-    stores: dict[str, Any] = {}
-    if settings.stores:
-        from node.storage import open_store
-
-        for custodian, where in settings.stores.items():
-            _require_existing_store(where)
-            stores[custodian] = store = open_store(where)
-            stack.callback(store.close)
+    stores: dict[str, BlobReader] = {}
+    for custodian, where in settings.stores.items():
+        # A local store must already exist (the reader creates nothing): a mistyped path would otherwise look
+        # like a custodian that lost every ciphertext, i.e. false violations.
+        try:
+            stores[custodian] = reader = open_reader(where)
+        except ConfigError as exc:
+            raise ConfigError(f"--store {where}: {exc.message}", details=exc.details) from None
+        stack.callback(reader.close)
     if account is None and not stores:
         if settings.ciphertexts:
             raise ConfigError(

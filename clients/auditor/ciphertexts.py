@@ -9,8 +9,8 @@
   missing too, ``blob_corrupted`` corrupt; anything else is an error (the custodian could not be
   checked, which the audit reports as a warning, not as a violation).
 - :class:`StoreCiphertextSource` reads a node's content-addressed blob store directly (an on-site auditor with
-  read access to the store). The blob's name is the raw CIDv1 of the commitment, so the lookup itself needs
-  nothing from the node's database.
+  read access to the store), through the read-only readers of :mod:`medledger.blobs`. The blob's name is the
+  raw CIDv1 of the commitment, so the lookup itself needs nothing from the node's database.
 
 A source never raises for a per-record problem: it answers with a :class:`CiphertextResult`.
 """
@@ -25,6 +25,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from medledger.blobs import BlobCorrupted, BlobNotFound, BlobReader, BlobStoreUnavailable
+from medledger.cid import cid_from_digest
 from medledger.redact import redact_url
 
 
@@ -160,10 +162,11 @@ class NodeCiphertextSource:
 
 
 class StoreCiphertextSource:
-    """Reads ciphertexts straight from custodians' blob stores (``node.storage`` backends), by CID.
+    """Reads ciphertexts straight from custodians' blob stores, by CID.
 
     Args:
-        stores: Custodian address (any case) → its ``BlobStore`` (e.g. ``node.storage.open_store(path)``).
+        stores: Custodian address (any case) → a reader of its store (``medledger.blobs.open_reader(path)``;
+            a node's own ``BlobStore`` reads the same way).
         commitment_of: Record id → its on-chain commitment (0x hex), e.g. from the audit's re-index; the
             record's blob is named by the raw CIDv1 of that digest.
         fallback: Asked for custodians without a store here (e.g. a :class:`NodeCiphertextSource`).
@@ -171,7 +174,7 @@ class StoreCiphertextSource:
 
     def __init__(
         self,
-        stores: Mapping[str, Any],
+        stores: Mapping[str, BlobReader],
         commitment_of: Callable[[str], str | None],
         *,
         fallback: CiphertextSource | None = None,
@@ -181,10 +184,6 @@ class StoreCiphertextSource:
         self._fallback = fallback
 
     def fetch(self, custodian: str, record_id: str) -> CiphertextResult:
-        # node.storage is imported here so that the HTTP-only auditor does not load the node's storage stack.
-        from node.storage import BlobCorrupted, BlobNotFound, BlobStoreUnavailable
-        from node.storage.cid import cid_from_digest
-
         store = self._stores.get(custodian.lower())
         if store is None:
             if self._fallback is not None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from medledger.cid import cid_for, parse_cid, validate_cid
 from medledger.errors import ConfigError
 from medledger.redact import redact_url
 from node.storage.base import BlobCorrupted, BlobNotFound, BlobStore, BlobStoreUnavailable
-from node.storage.cid import cid_for, parse_cid, validate_cid
 from node.storage.kubo import KuboBlobStore
 from node.storage.local import LocalBlobStore
 

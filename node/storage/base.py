@@ -15,25 +15,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from medledger.errors import MedLedgerError
+# The store errors live in the common package, shared with its read-only readers (the auditor's).
+from medledger.blobs import BlobCorrupted, BlobNotFound, BlobStoreUnavailable
 
-
-class BlobNotFound(MedLedgerError):
-    """No blob with this CID in the store."""
-
-    code = "blob_not_found"
-
-
-class BlobCorrupted(MedLedgerError):
-    """The stored bytes do not hash to their CID (disk corruption or tampering)."""
-
-    code = "blob_corrupted"
-
-
-class BlobStoreUnavailable(MedLedgerError):
-    """The backing service (e.g. the Kubo daemon) cannot be reached or answered with an error."""
-
-    code = "blob_store_unavailable"
+__all__ = ["BlobCorrupted", "BlobNotFound", "BlobStore", "BlobStoreUnavailable"]
 
 
 class BlobStore(ABC):

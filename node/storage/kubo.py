@@ -2,7 +2,7 @@
 
 Blobs are added with ``cid-version=1``, ``raw-leaves=true``, ``pin=true`` and an explicit chunker, so the CID
 does not depend on the node's ``Import`` configuration. A blob that fits in one chunk (256 KiB) is a single raw
-block and its CID equals :func:`node.storage.cid.cid_for`; a bigger blob becomes a UnixFS DAG with a dag-pb root
+block and its CID equals :func:`medledger.cid.cid_for`; a bigger blob becomes a UnixFS DAG with a dag-pb root
 CID, and this store records whatever CID Kubo returns.
 
 Integrity on ``get``: for a raw CID the bytes are re-hashed here, so a misbehaving daemon cannot substitute
@@ -25,10 +25,10 @@ from typing import Any
 
 import httpx
 
+from medledger.cid import parse_cid, validate_cid
 from medledger.errors import ConfigError
 from medledger.redact import redact_url
 from node.storage.base import BlobCorrupted, BlobNotFound, BlobStore, BlobStoreUnavailable
-from node.storage.cid import parse_cid, validate_cid
 
 #: Kubo's default chunk size, pinned explicitly so CIDs do not change with the daemon's configuration.
 DEFAULT_CHUNKER = "size-262144"

@@ -12,7 +12,7 @@ blob's sha2-256. Sharding on the digest, not on the CID string, because every ra
 stored, writes spread over 65,536 cold directories ran at ~4k blobs/s against ~12k/s for 4,096 hot ones
 (before any fsync), and 4,096 directories still hold 100M blobs at ~25k entries each.
 
-Every blob, whatever its size or home, is addressed by its raw CIDv1 (see :mod:`node.storage.cid`), and ``get``
+Every blob, whatever its size or home, is addressed by its raw CIDv1 (see :mod:`medledger.cid`), and ``get``
 re-hashes what it read, so bit rot or tampering surfaces as ``BlobCorrupted`` instead of a bad decryption later.
 
 Durability: when ``put``/``put_many`` returns, the blobs are on disk. The node commits the outbox rows that
@@ -55,9 +55,9 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from medledger.cid import cid_from_digest, parse_cid
 from medledger.db import enable_wal
 from node.storage.base import BlobCorrupted, BlobNotFound, BlobStore
-from node.storage.cid import cid_from_digest, parse_cid
 
 _TMP_PREFIX = ".tmp-"
 PACK_NAME = "packs.db"

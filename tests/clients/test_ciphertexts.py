@@ -12,8 +12,8 @@ from clients.auditor import AuditSettings, CiphertextStatus, NodeCiphertextSourc
 from clients.auditor.ciphertexts import result_from_response
 from clients.auditor.cli import app
 from clients.auditor.model import CiphertextVerdict
+from medledger.cid import cid_for
 from node.storage import LocalBlobStore
-from node.storage.cid import cid_for
 from node.storage.local import PACK_NAME
 
 from .conftest import Scenario

@@ -125,7 +125,7 @@ def test_commitment_is_sha256_of_ciphertext_not_plaintext() -> None:
 
 
 def test_commitment_is_the_digest_inside_the_blob_cid() -> None:
-    from node.storage.cid import cid_for, parse_cid
+    from medledger.cid import cid_for, parse_cid
 
     _, ct = _enc()
     assert parse_cid(cid_for(ct)).digest == commitment(ct)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from medledger.cid import DAG_PB_CODEC, RAW_CODEC, Cid, b32decode, b32encode, cid_from_digest
 from medledger.errors import ConfigError, InputError
 from node.storage import (
     BlobCorrupted,
@@ -25,7 +26,6 @@ from node.storage import (
     open_store,
     parse_cid,
 )
-from node.storage.cid import DAG_PB_CODEC, RAW_CODEC, Cid, b32decode, b32encode, cid_from_digest
 from node.storage.kubo import parse_add_response, redact_url
 
 # Raw CIDv1 (sha2-256, base32) vectors, cross-checked against independent public sources: IPFS tests and tools

@@ -4,12 +4,13 @@
 (Kubo's default chunker is 256 KiB): the file is then a single raw block, and its CID is
 ``"b" + base32(varint(1) ‖ varint(0x55 raw) ‖ varint(0x12 sha2-256) ‖ varint(32) ‖ sha256(data))``.
 A bigger file becomes a UnixFS DAG whose root is a dag-pb (0x70) CID over the chunk links, which cannot be
-computed from ``sha256(data)``. The local store therefore addresses every blob, whatever its size, by this raw
-CID, while the Kubo backend records whatever CID Kubo returns; both verify content on read.
+computed from ``sha256(data)``. The node's local store therefore addresses every blob, whatever its size, by
+this raw CID, while its Kubo backend records whatever CID Kubo returns; both verify content on read. This module
+is in the common package because node stores and the auditor (:mod:`medledger.blobs`) name blobs the same way.
 
 Parsing is strict on purpose (CIDs are database keys and file names): lower-case base32 multibase only,
 minimal varints, sha2-256 multihashes of 32 bytes, and the raw and dag-pb codecs. CIDv0 (``Qm...``) is refused:
-every store here writes CIDv1.
+every MedLedger store writes CIDv1.
 """
 
 from __future__ import annotations
