@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
 import typer
-from eth_utils import is_address, to_checksum_address
 
 from clients.api import NodeRefused
 from clients.wallet import WALLET_PASSWORD_ENV, PatientWallet, default_wallet_path, load_wallet
+from medledger.addresses import Address
 from medledger.cli_support import handles_errors, report_error
 from medledger.errors import ConfigError, InputError, MedLedgerError
 
@@ -99,11 +99,9 @@ def staff_token(env_name: str | None) -> str:
     return token
 
 
-def address_arg(value: str, what: str = "address") -> str:
-    """A checksummed ledger address, or exit 2."""
-    if not isinstance(value, str) or not is_address(value):
-        raise InputError(f"{what} must be a 0x-prefixed 20-byte address, got {value!r}", code="invalid_address")
-    return str(to_checksum_address(value))
+def address_arg(value: str, what: str = "address") -> Address:
+    """A ledger address (surrounding blanks ignored), or exit 2 (``invalid_address``)."""
+    return Address(value.strip(), what)
 
 
 def record_arg(value: str) -> str:

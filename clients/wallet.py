@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from medledger.addresses import Address
 from medledger.auth.siwe import SiweMessage, sign_siwe
 from medledger.chain.typed_data import (
     erase_typed_data,
@@ -47,8 +48,8 @@ class PatientWallet:
         return cls(Account.from_key(private_key))
 
     @property
-    def address(self) -> str:
-        return str(self.account.address)
+    def address(self) -> Address:
+        return Address(self.account.address, "wallet address")
 
     @property
     def encryption_key(self) -> X25519PrivateKey:

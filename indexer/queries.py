@@ -4,7 +4,9 @@ All lists are newest first. Paginated queries return a :class:`Page` whose ``nex
 string: pass it back to get the rows strictly after the last one returned. Cursors are keyset positions,
 not offsets, so pages stay complete and free of duplicates while new blocks are indexed.
 
-Addresses and ids are accepted in any hex case and returned checksummed (addresses) or lowercase (ids).
+Addresses and ids are accepted in any hex case (an :class:`~medledger.addresses.Address` is one) and returned
+as :class:`~medledger.addresses.Address` (checksummed; made from the stored lowercase hex by the cached
+:func:`~medledger.addresses.eip55`, so rows repeating an address cost a dictionary hit) or lowercase (ids).
 Times are Unix seconds; "now" means the time of the last indexed block, the chain's view of the present.
 """
 
@@ -47,7 +49,7 @@ from indexer.models import (
     PatientKey,
     Record,
 )
-from medledger.addresses import eip55
+from medledger.addresses import Address, eip55
 from medledger.vocabulary import AuthKind, Purpose, RecordClass, RecordStatus, Role
 
 T = TypeVar("T")
@@ -122,8 +124,8 @@ class Page(Generic[T]):
 @dataclass(frozen=True)
 class TimelineEntry:
     record_id: str
-    patient: str
-    custodian: str
+    patient: Address
+    custodian: Address
     commitment: str
     record_class: int
     clinical_time: int
@@ -143,14 +145,14 @@ class TimelineEntry:
 @dataclass(frozen=True)
 class GrantView:
     grant_id: int
-    patient: str
-    grantee: str
+    patient: Address
+    grantee: Address
     classes: int
     purpose: int
     valid_from: int
     valid_until: int
     replaces_grant_id: int
-    relayer: str | None
+    relayer: Address | None
     block_number: int
     log_index: int
     granted_at: int
@@ -169,8 +171,8 @@ class GrantView:
 @dataclass(frozen=True)
 class BreakGlassView:
     break_glass_id: int
-    patient: str
-    accessor: str
+    patient: Address
+    accessor: Address
     reason_hash: str
     opened_at: int
     expires_at: int
@@ -186,10 +188,10 @@ class BreakGlassView:
 
 @dataclass(frozen=True)
 class AccessView:
-    patient: str
-    accessor: str
+    patient: Address
+    accessor: Address
     record_id: str
-    custodian: str
+    custodian: Address
     purpose: int
     auth_kind: int
     auth_id: int
@@ -216,7 +218,7 @@ class AccessAuthorization:
 
 @dataclass(frozen=True)
 class MemberView:
-    account: str
+    account: Address
     roles: int
     name: str
     endpoint: str
@@ -239,8 +241,8 @@ class IndexStatus:
     counts: dict[str, int]
 
 
-def _cs(addr: str | None) -> str | None:
-    return eip55(addr) if addr and addr != "0x" + "00" * 20 else addr
+def _cs(addr: str | None) -> Address | None:
+    return eip55(addr) if addr else None
 
 
 #: The records columns a TimelineEntry is made of, in its field order: rows are unpacked by position (reading

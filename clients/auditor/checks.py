@@ -41,6 +41,7 @@ from clients.auditor.model import (
     purpose_name,
 )
 from indexer.queries import AccessAuthorization, TimelineEntry
+from medledger.addresses import Address
 from medledger.vocabulary import AuthKind, RecordStatus
 
 #: The indexer's reason when a grant-cited record is not anchored; reported as access_unknown_record instead.
@@ -49,7 +50,7 @@ _NOT_ANCHORED = "accessed record is not anchored"
 _FETCH_WORKERS = 8
 
 
-def _who(facts: Facts, address: str) -> str:
+def _who(facts: Facts, address: Address) -> str:
     name = facts.member_name(address)
     return f"{name} ({address})" if name else address
 
@@ -74,12 +75,7 @@ def _check_access(facts: Facts, auth: AccessAuthorization, erasure: ErasureFact 
 
     out: list[Finding] = []
     reason = None if auth.valid or auth.reason == _NOT_ANCHORED else auth.reason
-    if (
-        reason is None
-        and a.auth_kind == AuthKind.CUSTODIAN
-        and record is not None
-        and a.accessor.lower() != record.custodian.lower()
-    ):
+    if reason is None and a.auth_kind == AuthKind.CUSTODIAN and record is not None and a.accessor != record.custodian:
         # The index accepts a CUSTODIAN read when the accessor logged it itself; the rule is stricter: only
         # the record's custodian reads under its duty of care.
         reason = "accessor is not the record's custodian"
@@ -89,7 +85,7 @@ def _check_access(facts: Facts, auth: AccessAuthorization, erasure: ErasureFact 
         out.append(finding("access_unknown_record", "the record was never anchored"))
     elif (record.block_number, record.log_index) > pos:
         out.append(finding("access_unknown_record", f"the record was anchored later, in block {record.block_number}"))
-    elif record.patient.lower() != a.patient.lower():
+    elif record.patient != a.patient:
         out.append(
             finding(
                 "access_patient_mismatch",
@@ -97,7 +93,7 @@ def _check_access(facts: Facts, auth: AccessAuthorization, erasure: ErasureFact 
                 record_patient=record.patient,
             )
         )
-    if record is not None and a.custodian.lower() != record.custodian.lower():
+    if record is not None and a.custodian != record.custodian:
         out.append(
             Finding(
                 "access_logged_by_other",
@@ -176,7 +172,7 @@ def check_ciphertexts(facts: Facts, source: CiphertextSource) -> tuple[list[Ciph
         results = list(pool.map(lambda r: source.fetch(r.custodian, r.record_id), todo))
     checks: list[CiphertextCheck] = []
     findings: list[Finding] = []
-    unreachable: dict[str, list[str]] = defaultdict(list)
+    unreachable: dict[Address, list[str]] = defaultdict(list)
     for record, result in zip(todo, results, strict=True):
         verdict, detail = _verdict(record, result)
         checks.append(CiphertextCheck(record.record_id, record.custodian, record.commitment, verdict, detail))

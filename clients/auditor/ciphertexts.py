@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from medledger.addresses import Address
 from medledger.blobs import BlobCorrupted, BlobNotFound, BlobReader, BlobStoreUnavailable
 from medledger.cid import cid_from_digest
 from medledger.redact import redact_url
@@ -51,7 +52,7 @@ class CiphertextResult:
 
 
 class CiphertextSource(Protocol):
-    """Gives the ciphertext ``custodian`` (checksummed address) stores for ``record_id`` (0x + 64 hex)."""
+    """Gives the ciphertext ``custodian`` stores for ``record_id`` (0x + 64 hex)."""
 
     def fetch(self, custodian: str, record_id: str) -> CiphertextResult: ...
 
@@ -102,7 +103,7 @@ class NodeCiphertextSource:
     Args:
         account: The auditor institution's ledger account (an eth-account ``LocalAccount``); its key signs
             requests and is never sent or logged.
-        endpoints: Custodian address (any case) → node base URL, e.g. from the members' on-chain profiles
+        endpoints: Custodian address → node base URL, e.g. from the members' on-chain profiles
             (:meth:`from_members`).
         client: An ``httpx.Client`` to use (default: one of this source's own, closed by :meth:`close`).
         timeout: Seconds per request.
@@ -117,11 +118,11 @@ class NodeCiphertextSource:
         timeout: float = 10.0,
     ) -> None:
         self._account = account
-        self._endpoints = {k.lower(): v.rstrip("/") for k, v in endpoints.items() if v}
+        self._endpoints = {Address(k, "custodian"): v.rstrip("/") for k, v in endpoints.items() if v}
         self._client = client or httpx.Client(timeout=timeout, follow_redirects=False)
         self._owns_client = client is None
         # One failed connection per custodian is enough: the rest of its records would fail the same way.
-        self._down: dict[str, str] = {}
+        self._down: dict[Address, str] = {}
 
     @classmethod
     def from_members(cls, account: Any, members: Any, **kwargs: Any) -> NodeCiphertextSource:
@@ -129,15 +130,16 @@ class NodeCiphertextSource:
         return cls(account, {m.account: m.endpoint for m in members}, **kwargs)
 
     def url_for(self, custodian: str, record_id: str) -> str | None:
-        base = self._endpoints.get(custodian.lower())
+        base = self._endpoints.get(Address(custodian, "custodian"))
         return base + CIPHERTEXT_PATH.format(record_id=record_id.lower()) if base else None
 
     def fetch(self, custodian: str, record_id: str) -> CiphertextResult:
-        url = self.url_for(custodian, record_id)
+        who = Address(custodian, "custodian")
+        url = self.url_for(who, record_id)
         if url is None:
             return CiphertextResult(CiphertextStatus.ERROR, message="custodian publishes no node endpoint")
-        if custodian.lower() in self._down:
-            return CiphertextResult(CiphertextStatus.ERROR, message=self._down[custodian.lower()])
+        if who in self._down:
+            return CiphertextResult(CiphertextStatus.ERROR, message=self._down[who])
         try:
             # Imported here: request signing belongs to the auth package, which the rest of the auditor
             # (store-based checks, reports) does not need.
@@ -149,7 +151,7 @@ class NodeCiphertextSource:
             reply = self._client.get(url, headers=headers)
         except httpx.HTTPError as exc:
             message = f"cannot reach {redact_url(url)}: {type(exc).__name__}"
-            self._down[custodian.lower()] = message
+            self._down[who] = message
             return CiphertextResult(CiphertextStatus.ERROR, message=message)
         return result_from_response(reply.status_code, reply.content)
 
@@ -165,7 +167,7 @@ class StoreCiphertextSource:
     """Reads ciphertexts straight from custodians' blob stores, by CID.
 
     Args:
-        stores: Custodian address (any case) → a reader of its store (``medledger.blobs.open_reader(path)``;
+        stores: Custodian address → a reader of its store (``medledger.blobs.open_reader(path)``;
             a node's own ``BlobStore`` reads the same way).
         commitment_of: Record id → its on-chain commitment (0x hex), e.g. from the audit's re-index; the
             record's blob is named by the raw CIDv1 of that digest.
@@ -179,12 +181,12 @@ class StoreCiphertextSource:
         *,
         fallback: CiphertextSource | None = None,
     ) -> None:
-        self._stores = {k.lower(): v for k, v in stores.items()}
+        self._stores = {Address(k, "custodian"): v for k, v in stores.items()}
         self._commitment_of = commitment_of
         self._fallback = fallback
 
     def fetch(self, custodian: str, record_id: str) -> CiphertextResult:
-        store = self._stores.get(custodian.lower())
+        store = self._stores.get(Address(custodian, "custodian"))
         if store is None:
             if self._fallback is not None:
                 return self._fallback.fetch(custodian, record_id)

@@ -21,6 +21,7 @@ from clients.auditor.model import ChainInfo, ErasureFact, Facts, Scope
 from indexer.follower import Indexer, IndexerConfig
 from indexer.models import AccessEntry, Block, BreakGlassWindow, ConsentGrant, Erasure, Record
 from indexer.queries import IndexQueries, TimelineEntry
+from medledger.addresses import eip55
 from medledger.chain.deploy import DeploymentManifest
 from medledger.chain.rpc import JsonRpcClient
 
@@ -129,7 +130,7 @@ def _erasures_of(engine: Engine, record_ids: list[str]) -> list[ErasureFact]:
             out += [
                 ErasureFact(
                     record_id=row.record_id,
-                    custodian=row.custodian,
+                    custodian=eip55(row.custodian),
                     request_hash=row.request_hash,
                     block_number=int(row.block_number),
                     log_index=int(row.log_index),
@@ -170,7 +171,7 @@ def gather(engine: Engine, manifest: DeploymentManifest, scope: Scope) -> Facts:
         indexed_block_hash=st.indexed_block_hash,
         indexed_block_time=st.indexed_block_time,
     )
-    members = {m.account.lower(): m for m in q.members(include_removed=True)}
+    members = {m.account: m for m in q.members(include_removed=True)}
 
     accesses = [q.grant_for_access(b, i) for b, i in _access_positions(engine, scope)]
     scope_ids = _scope_record_ids(engine, scope)

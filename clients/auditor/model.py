@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
-from eth_utils import to_checksum_address
-
 from indexer.queries import AccessAuthorization, AccessView, BreakGlassView, GrantView, MemberView, TimelineEntry
+from medledger.addresses import Address
 from medledger.errors import InputError
 from medledger.vocabulary import AuthKind, Purpose
-
-_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 ScopeKind = Literal["patient", "institution", "range"]
 
 
-def checked_address(value: str, what: str) -> str:
-    """``value`` checksummed, or :class:`InputError` (exit 2) if it is not an address."""
-    if not _ADDRESS.match(value.strip()):
-        raise InputError(f"{what} must be 0x followed by 40 hex digits, got {value!r}")
-    return to_checksum_address(value.strip())
+def checked_address(value: str, what: str) -> Address:
+    """A command-line address (surrounding blanks ignored), or :class:`InputError` (exit 2)."""
+    return Address(value.strip(), what)
 
 
 @dataclass(frozen=True)
@@ -31,7 +25,7 @@ class Scope:
     accesses logged in a block range."""
 
     kind: ScopeKind
-    address: str | None = None
+    address: Address | None = None
     from_block: int | None = None
     to_block: int | None = None
 
@@ -98,7 +92,7 @@ class ErasureFact:
     """A RecordErased event: from its position on, no access to the record may be logged."""
 
     record_id: str
-    custodian: str
+    custodian: Address
     request_hash: str
     block_number: int
     log_index: int
@@ -111,7 +105,7 @@ class ChainInfo:
     """Which chain and deployment the facts were read from, and how far."""
 
     chain_id: int
-    access_log: str
+    access_log: Address
     start_block: int
     indexed_block: int
     indexed_block_hash: str | None
@@ -126,7 +120,7 @@ class Facts:
     chain: ChainInfo
     from_block: int
     to_block: int
-    members: dict[str, MemberView]
+    members: dict[Address, MemberView]
     #: Each logged access with the indexer's re-check of its authorization at its block.
     accesses: list[AccessAuthorization]
     #: The anchored record each access names (None if never anchored), by lowercase record id.
@@ -138,8 +132,8 @@ class Facts:
     #: Erasures of every record an in-scope access or record names (an erasure outside the range still counts).
     erasures: list[ErasureFact]
 
-    def member_name(self, address: str) -> str | None:
-        m = self.members.get(address.lower())
+    def member_name(self, address: Address) -> str | None:
+        m = self.members.get(address)
         return m.name if m is not None else None
 
 
@@ -208,7 +202,7 @@ class CiphertextVerdict(StrEnum):
 @dataclass(frozen=True)
 class CiphertextCheck:
     record_id: str
-    custodian: str
+    custodian: Address
     commitment: str
     verdict: CiphertextVerdict
     detail: str = ""

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from medledger.addresses import Address
 from medledger.auth._eth import (
     MessageSigner,
     address_from_checksummed,
@@ -128,7 +129,7 @@ class NonceStore(Protocol):
 class SignedRequest:
     """A request whose signature verified: who signed it and the signature's parameters."""
 
-    signer: str
+    signer: Address
     nonce: str
     created: int
     expires: int
@@ -634,7 +635,7 @@ def verify_request(
         raise _fail("sig_bad_signature", "signature does not verify for keyid", keyid=params.keyid)
     if nonces is not None and not nonces.claim(params.keyid, params.nonce, params.expires):
         raise _fail("sig_replayed", "nonce already used", keyid=params.keyid)
-    return SignedRequest(params.keyid, params.nonce, params.created, params.expires)
+    return SignedRequest(Address(params.keyid), params.nonce, params.created, params.expires)
 
 
 # ----------------------------------------------------------------------------------------- nonce store

@@ -43,6 +43,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
+from medledger.addresses import Address
 from medledger.auth._eth import (
     MessageSigner,
     address_from_checksummed,
@@ -86,6 +87,14 @@ _TIMESTAMP = re.compile(
 
 def _malformed(message: str, **details: object) -> SiweFailure:
     return SiweFailure(message, code="siwe_malformed", details=dict(details))
+
+
+def _exact_address(value: object, **where: object) -> Address:
+    # EIP-4361 requires the EIP-55 spelling itself: a lowercase address is malformed, not converted, since
+    # the signed text must be what the message says.
+    if not isinstance(value, str) or address_from_checksummed(value) is None:
+        raise _malformed("address is not an EIP-55 checksummed address", field="address", **where)
+    return Address(value)
 
 
 def parse_timestamp(text: str) -> datetime:
@@ -140,7 +149,7 @@ class SiweMessage:
     """
 
     domain: str
-    address: str
+    address: Address
     statement: str | None = None
     uri: str
     version: str = "1"
@@ -163,8 +172,7 @@ class SiweMessage:
             raise _malformed("invalid scheme", field="scheme")
         if not isinstance(self.domain, str) or not _DOMAIN.fullmatch(self.domain):
             raise _malformed("domain is not an RFC 3986 host[:port]", field="domain")
-        if not isinstance(self.address, str) or address_from_checksummed(self.address) is None:
-            raise _malformed("address is not an EIP-55 checksummed address", field="address")
+        object.__setattr__(self, "address", _exact_address(self.address))
         if self.statement is not None and not _STATEMENT.fullmatch(self.statement):
             raise _malformed("statement is empty or has characters outside the EIP-4361 set", field="statement")
         if not isinstance(self.uri, str) or not _URI.fullmatch(self.uri):
@@ -235,7 +243,7 @@ class SiweMessage:
         scheme, sep, domain = origin.partition("://")
         if not sep:
             scheme, domain = None, origin
-        address = lines[1]
+        address = _exact_address(lines[1], line=2)
         if lines[2] != "":
             raise _malformed("expected an empty line after the address", line=3)
         if lines[3] == "":

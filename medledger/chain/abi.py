@@ -15,8 +15,9 @@ from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
-from eth_utils import keccak, to_checksum_address
+from eth_utils import keccak
 
+from medledger.addresses import eip55
 from medledger.errors import MedLedgerError
 
 
@@ -56,7 +57,7 @@ class AbiEvent:
         object.__setattr__(self, "data_types", tuple(t for _, t, idx in self.params if not idx))
 
     def decode(self, topics: list[bytes], data: bytes) -> dict[str, Any]:
-        """Decode one log's topics and data into ``{param: value}``; addresses come back checksummed."""
+        """Decode one log's topics and data into ``{param: value}``; addresses come back as :class:`Address`."""
         data_values = iter(abi_decode(self.data_types, data)) if self.data_types else iter(())
         topic_values = iter(topics[1:])
         out: dict[str, Any] = {}
@@ -68,7 +69,7 @@ class AbiEvent:
             else:
                 out[name] = next(data_values)
             if typ == "address":
-                out[name] = to_checksum_address(out[name])
+                out[name] = eip55(out[name])
         return out
 
 
@@ -167,8 +168,7 @@ class ContractAbi:
         except Exception:  # malformed revert data from a non-conforming contract
             return ContractRevert(err.name, {"data": "0x" + data.hex()}, data)
         args = {
-            name: to_checksum_address(v) if typ == "address" else v
-            for name, typ, v in zip(err.names, err.types, values, strict=True)
+            name: eip55(v) if typ == "address" else v for name, typ, v in zip(err.names, err.types, values, strict=True)
         }
         return ContractRevert(err.name, args, data)
 

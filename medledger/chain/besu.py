@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import rlp
-from eth_utils import is_checksum_address, to_checksum_address
+from eth_utils import is_checksum_address
 
+from medledger.addresses import Address, eip55
 from medledger.chain.contracts import ConsortiumClient
 from medledger.chain.rpc import JsonRpcClient, RpcError
 from medledger.errors import ConfigError, InputError, MedLedgerError
@@ -48,7 +49,7 @@ _JSON_RPC_METHOD_NOT_FOUND = -32601
 # ---------------------------------------------------------------------------------------------- addresses
 
 
-def normalize_address(value: str, what: str = "address") -> str:
+def normalize_address(value: str, what: str = "address") -> Address:
     """``value`` as a checksummed address; :class:`InputError` unless it is 20 bytes of hex.
 
     The ``0x`` prefix is optional (Besu's ``toEncode.json`` examples omit it). Mixed case must be a valid
@@ -63,12 +64,12 @@ def normalize_address(value: str, what: str = "address") -> str:
     candidate = "0x" + body
     if body != body.lower() and body != body.upper() and not is_checksum_address(candidate):
         raise InputError(f"{what} {value!r} has an invalid EIP-55 checksum")
-    return to_checksum_address(candidate)
+    return eip55(candidate)
 
 
-def _unique_addresses(values: Iterable[str], what: str) -> list[str]:
-    out: list[str] = []
-    seen: set[str] = set()
+def _unique_addresses(values: Iterable[str], what: str) -> list[Address]:
+    out: list[Address] = []
+    seen: set[Address] = set()
     for v in values:
         addr = normalize_address(v, what)
         if addr in seen:
@@ -97,7 +98,7 @@ def qbft_extra_data(validators: Sequence[str]) -> str:
     return "0x" + rlp.encode(payload).hex()
 
 
-def qbft_extra_data_validators(extra_data: str) -> list[str]:
+def qbft_extra_data_validators(extra_data: str) -> list[Address]:
     """Decode a QBFT genesis ``extraData`` back to its validator addresses (checksummed, in order).
 
     Raises :class:`InputError` unless it has the genesis shape: 32-byte vanity, validators, no vote, round 0,
@@ -120,7 +121,7 @@ def qbft_extra_data_validators(extra_data: str) -> list[str]:
     )
     if not ok:
         raise InputError("extraData is not a QBFT genesis extraData (vanity, validators, no vote, round 0, no seals)")
-    return [to_checksum_address(v) for v in items[1]]
+    return [eip55("0x" + v.hex()) for v in items[1]]
 
 
 def default_genesis_template() -> Path:
@@ -312,7 +313,7 @@ def read_permission_lists(
     chain_id = consortium.rpc.chain_id()
     block = consortium.rpc.block_number()
 
-    members = [to_checksum_address(a) for a in _view_at(consortium, "members", block)[0]]
+    members = [eip55(a) for a in _view_at(consortium, "members", block)[0]]
     nodes: set[str] = set()
     skipped: list[str] = []
     for owner, port, enode_id, host in _view_at(consortium, "nodes", block)[0]:
@@ -323,7 +324,7 @@ def read_permission_lists(
             # One member's malformed registration must not block the sync (it would also freeze removals);
             # the comment names it by owner and (validated) id only, never by the offending text.
             shown = f"enode {enode_id} " if _ENODE_ID_RE.fullmatch(enode_id) else "a node "
-            skipped.append(f"{shown}registered by {to_checksum_address(owner)}: {problem}")
+            skipped.append(f"{shown}registered by {eip55(owner)}: {problem}")
     accounts = sorted(set(members) | set(extras_a), key=lambda a: int(a, 16))
     return PermissionLists(
         chain_id=chain_id,

@@ -11,8 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
-from eth_utils import to_checksum_address
-
+from medledger.addresses import Address, eip55
 from medledger.chain.abi import Artifact, StaticTupleArrayEncoder, load_artifact
 from medledger.chain.rpc import JsonRpcClient, RpcError
 from medledger.chain.sender import Receipt, TransactionSender, revert_data
@@ -36,7 +35,7 @@ from medledger.vocabulary import Purpose, RecordClass, RecordStatus, Role
 class DecodedEvent:
     name: str
     args: dict[str, Any]
-    address: str
+    address: Address
     block_number: int
     tx_hash: str
     log_index: int
@@ -49,7 +48,7 @@ class ContractClient:
 
     def __init__(self, rpc: JsonRpcClient, address: str, sender: TransactionSender | None = None) -> None:
         self.rpc = rpc
-        self.address = to_checksum_address(address)
+        self.address = Address(address, f"{self.ARTIFACT} address")
         self.sender = sender
         self.artifact: Artifact = load_artifact(self.ARTIFACT)
         self.abi = self.artifact.abi
@@ -89,7 +88,7 @@ class ContractClient:
         """Decode this contract's events in ``receipt``, in log order."""
         out: list[DecodedEvent] = []
         for log in receipt.logs:
-            if to_checksum_address(log["address"]) != self.address or not log["topics"]:
+            if eip55(log["address"]) != self.address or not log["topics"]:
                 continue
             topics = [bytes.fromhex(t[2:]) for t in log["topics"]]
             ev = self.abi.events_by_topic.get(topics[0])
@@ -120,20 +119,21 @@ class ConsortiumClient(ContractClient):
     ARTIFACT = "Consortium"
 
     # reads
-    def members(self) -> list[str]:
-        return [to_checksum_address(a) for a in self._call("members")[0]]
+    def members(self) -> list[Address]:
+        return [eip55(a) for a in self._call("members")[0]]
 
     def member_count(self) -> int:
         return int(self._call("memberCount")[0])
 
     def get_member(self, account: str) -> Member:
-        return Member.from_tuple(account, self._call("getMember", to_checksum_address(account))[0])
+        a = Address(account, "account")
+        return Member.from_tuple(a, self._call("getMember", a)[0])
 
     def is_member(self, account: str) -> bool:
-        return bool(self._call("isMember", to_checksum_address(account))[0])
+        return bool(self._call("isMember", Address(account, "account"))[0])
 
     def has_any_role(self, account: str, roles: Role) -> bool:
-        return bool(self._call("hasAnyRole", to_checksum_address(account), int(roles))[0])
+        return bool(self._call("hasAnyRole", Address(account, "account"), int(roles))[0])
 
     def threshold(self) -> int:
         return int(self._call("threshold")[0])
@@ -146,21 +146,19 @@ class ConsortiumClient(ContractClient):
 
     def get_proposal(self, proposal_id: int) -> Proposal:
         kind, executed, expires_at, proposer, subject, *rest = self._call("getProposal", proposal_id)[0]
-        return Proposal(
-            proposal_id, kind, executed, expires_at, to_checksum_address(proposer), to_checksum_address(subject), *rest
-        )
+        return Proposal(proposal_id, kind, executed, expires_at, eip55(proposer), eip55(subject), *rest)
 
     def nodes(self) -> list[Node]:
-        return [Node(to_checksum_address(o), p, e, h) for (o, p, e, h) in self._call("nodes")[0]]
+        return [Node(eip55(o), p, e, h) for (o, p, e, h) in self._call("nodes")[0]]
 
     def patient_key(self, patient: str) -> bytes:
-        return bytes(self._call("patientKey", to_checksum_address(patient))[0])
+        return bytes(self._call("patientKey", Address(patient, "patient"))[0])
 
     def nonces(self, account: str) -> int:
-        return int(self._call("nonces", to_checksum_address(account))[0])
+        return int(self._call("nonces", Address(account, "account"))[0])
 
     def transaction_allowed(self, sender: str, target: str = "0x" + "00" * 20, payload: bytes = b"") -> bool:
-        args = (to_checksum_address(sender), to_checksum_address(target), 0, 0, 0, payload)
+        args = (Address(sender, "sender"), Address(target, "target"), 0, 0, 0, payload)
         return bool(self._call("transactionAllowed", *args)[0])
 
     def connection_allowed(self, enode_id: str, ip: str, port: int) -> bool:
@@ -171,15 +169,15 @@ class ConsortiumClient(ContractClient):
 
     # governance
     def propose_admission(self, account: str, roles: Role, name: str, endpoint: str, encryption_key: bytes) -> int:
-        r = self._transact("proposeAdmission", to_checksum_address(account), int(roles), name, endpoint, encryption_key)
+        r = self._transact("proposeAdmission", Address(account, "account"), int(roles), name, endpoint, encryption_key)
         return int(self._event_arg(r, "ProposalCreated", "proposalId"))
 
     def propose_removal(self, account: str) -> int:
-        r = self._transact("proposeRemoval", to_checksum_address(account))
+        r = self._transact("proposeRemoval", Address(account, "account"))
         return int(self._event_arg(r, "ProposalCreated", "proposalId"))
 
     def propose_roles(self, account: str, roles: Role) -> int:
-        r = self._transact("proposeRoles", to_checksum_address(account), int(roles))
+        r = self._transact("proposeRoles", Address(account, "account"), int(roles))
         return int(self._event_arg(r, "ProposalCreated", "proposalId"))
 
     def propose_threshold(self, threshold: int) -> int:
@@ -209,7 +207,7 @@ class ConsortiumClient(ContractClient):
         self, patient: str, encryption_key: bytes, nonce: int, deadline: int, signature: bytes
     ) -> Receipt:
         return self._transact(
-            "registerPatientKeyBySig", to_checksum_address(patient), encryption_key, nonce, deadline, signature
+            "registerPatientKeyBySig", Address(patient, "patient"), encryption_key, nonce, deadline, signature
         )
 
 
@@ -267,11 +265,11 @@ class RecordRegistryClient(ContractClient):
 
     def get_record(self, record_id: bytes) -> RecordState:
         c, b, s, k = self._call("getRecord", record_id)[0]
-        return RecordState(to_checksum_address(c), b, RecordStatus(s), k)
+        return RecordState(eip55(c), b, RecordStatus(s), k)
 
     def get_digest(self, root: bytes) -> Digest:
         c, b, n, k = self._call("getDigest", root)[0]
-        return Digest(to_checksum_address(c), b, n, k)
+        return Digest(eip55(c), b, n, k)
 
 
 class ConsentRegistryClient(ContractClient):
@@ -290,7 +288,7 @@ class ConsentRegistryClient(ContractClient):
         self, patient: str, terms: GrantTerms, nonce: int, deadline: int, signature: bytes
     ) -> tuple[int, Receipt]:
         """Relay a signed grant; returns the new grant id and the receipt."""
-        r = self._transact("grantBySig", to_checksum_address(patient), terms.as_tuple(), nonce, deadline, signature)
+        r = self._transact("grantBySig", Address(patient, "patient"), terms.as_tuple(), nonce, deadline, signature)
         return int(self._event_arg(r, "ConsentGranted", "grantId")), r
 
     def grant_count(self) -> int:
@@ -300,14 +298,14 @@ class ConsentRegistryClient(ContractClient):
         return self._transact("revoke", grant_id)
 
     def revoke_by_sig(self, patient: str, grant_id: int, nonce: int, deadline: int, signature: bytes) -> Receipt:
-        return self._transact("revokeBySig", to_checksum_address(patient), grant_id, nonce, deadline, signature)
+        return self._transact("revokeBySig", Address(patient, "patient"), grant_id, nonce, deadline, signature)
 
     def open_break_glass(self, patient: str, reason_hash: bytes, duration: int) -> int:
         return self.open_break_glass_receipt(patient, reason_hash, duration)[0]
 
     def open_break_glass_receipt(self, patient: str, reason_hash: bytes, duration: int) -> tuple[int, int, Receipt]:
         """Open a window; returns its id, its expiry (Unix time) and the receipt."""
-        r = self._transact("openBreakGlass", to_checksum_address(patient), reason_hash, duration)
+        r = self._transact("openBreakGlass", Address(patient, "patient"), reason_hash, duration)
         return (
             int(self._event_arg(r, "BreakGlassOpened", "breakGlassId")),
             int(self._event_arg(r, "BreakGlassOpened", "expiresAt")),
@@ -321,29 +319,29 @@ class ConsentRegistryClient(ContractClient):
         self, patient: str, grantee: str, record_class: RecordClass, purpose: Purpose
     ) -> tuple[bool, int]:
         ok, gid = self._call(
-            "isAuthorized", to_checksum_address(patient), to_checksum_address(grantee), int(record_class), int(purpose)
+            "isAuthorized", Address(patient, "patient"), Address(grantee, "grantee"), int(record_class), int(purpose)
         )
         return bool(ok), int(gid)
 
     def get_grant(self, grant_id: int) -> Grant:
         p, g, c, pu, vf, vu, rv = self._call("getGrant", grant_id)[0]
-        return Grant(grant_id, to_checksum_address(p), to_checksum_address(g), c, Purpose(pu), vf, vu, rv)
+        return Grant(grant_id, eip55(p), eip55(g), c, Purpose(pu), vf, vu, rv)
 
     def current_grant(self, patient: str, grantee: str, purpose: Purpose) -> int:
         return int(
-            self._call("currentGrant", to_checksum_address(patient), to_checksum_address(grantee), int(purpose))[0]
+            self._call("currentGrant", Address(patient, "patient"), Address(grantee, "grantee"), int(purpose))[0]
         )
 
     def active_break_glass(self, patient: str, accessor: str) -> tuple[int, int]:
-        bid, exp = self._call("activeBreakGlass", to_checksum_address(patient), to_checksum_address(accessor))
+        bid, exp = self._call("activeBreakGlass", Address(patient, "patient"), Address(accessor, "accessor"))
         return int(bid), int(exp)
 
     def get_break_glass(self, break_glass_id: int) -> BreakGlass:
         p, a, o, e, r = self._call("getBreakGlass", break_glass_id)[0]
-        return BreakGlass(break_glass_id, to_checksum_address(p), to_checksum_address(a), o, e, r)
+        return BreakGlass(break_glass_id, eip55(p), eip55(a), o, e, r)
 
     def nonces(self, account: str) -> int:
-        return int(self._call("nonces", to_checksum_address(account))[0])
+        return int(self._call("nonces", Address(account, "account"))[0])
 
     def domain_separator(self) -> bytes:
         return bytes(self._call("domainSeparator")[0])

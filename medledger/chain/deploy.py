@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eth_utils import keccak, to_checksum_address
+from eth_utils import keccak
 
+from medledger.addresses import Address, eip55
 from medledger.chain.abi import load_artifact
 from medledger.chain.contracts import (
     AccessLogClient,
@@ -26,7 +27,7 @@ from medledger.chain.contracts import (
 from medledger.chain.rpc import JsonRpcClient
 from medledger.chain.sender import TransactionSender
 from medledger.chain.types import Founder
-from medledger.errors import ConfigError
+from medledger.errors import ConfigError, InputError
 from medledger.files import atomic_write_text
 from medledger.paths import chain_config_dir
 
@@ -35,20 +36,26 @@ CONTRACT_ORDER = ("Consortium", "RecordRegistry", "ConsentRegistry", "AccessLog"
 
 @dataclass
 class DeployedContract:
-    address: str
+    address: Address
     block: int
     tx_hash: str
     code_hash: str
+
+    def __post_init__(self) -> None:
+        self.address = Address(self.address, "contract address")
 
 
 @dataclass
 class DeploymentManifest:
     chain_id: int
-    deployer: str
+    deployer: Address
     threshold: int
     voting_period: int
     contracts: dict[str, DeployedContract] = field(default_factory=dict)
     deployed_at: int = 0
+
+    def __post_init__(self) -> None:
+        self.deployer = Address(self.deployer, "deployer")
 
     @property
     def complete(self) -> bool:
@@ -59,7 +66,7 @@ class DeploymentManifest:
         """First block the indexer must read."""
         return min(c.block for c in self.contracts.values())
 
-    def address(self, name: str) -> str:
+    def address(self, name: str) -> Address:
         try:
             return self.contracts[name].address
         except KeyError:
@@ -83,7 +90,7 @@ class DeploymentManifest:
             return cls.from_json(path.read_text())
         except FileNotFoundError:
             raise ConfigError(f"no deployment manifest at {path}: run `medledger chain deploy`") from None
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, InputError) as exc:
             raise ConfigError(f"deployment manifest {path} is malformed: {exc}") from None
 
     def save(self, path: Path) -> None:
@@ -173,7 +180,7 @@ def deploy(
         receipt = sender.transact(None, data, abi=artifact.abi)
         if not receipt.contract_address:
             raise ConfigError(f"deployment of {name} returned no contract address (tx {receipt.tx_hash})")
-        address = to_checksum_address(receipt.contract_address)
+        address = eip55(receipt.contract_address)
         manifest.contracts[name] = DeployedContract(
             address, receipt.block_number, receipt.tx_hash, _code_hash(rpc, address)
         )

@@ -18,6 +18,7 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
+from medledger.addresses import Address
 from medledger.chain.abi import ContractAbi, ContractRevert
 from medledger.chain.rpc import JsonRpcClient, RpcError
 from medledger.errors import MedLedgerError
@@ -111,7 +112,7 @@ class TransactionSender:
     ) -> None:
         self.rpc = rpc
         self.account = account
-        self.address: str = account.address
+        self.address = Address(account.address, "account address")
         self.chain_id = rpc.chain_id()
         self._gas_headroom = gas_headroom
         self._priority_fee = priority_fee_wei

@@ -1,12 +1,17 @@
-"""Typed mirrors of the contracts' structs, with their ABI tuple conversions."""
+"""Typed mirrors of the contracts' structs, with their ABI tuple conversions.
+
+Structs read from the chain hold :class:`~medledger.addresses.Address` values. Structs a caller builds to
+send (``Founder``, ``RecordAnchor``, ``GrantTerms``, ``Access``) take addresses as ``str`` in any hex case
+(an Address is one): they are only encoded to 20 bytes, and anchoring and access logging build thousands
+per second, where a checksum per new address would be a keccak spent for nothing.
+"""
 
 from __future__ import annotations
 
 from dataclasses import astuple, dataclass
 from typing import Any
 
-from eth_utils import to_checksum_address
-
+from medledger.addresses import Address
 from medledger.vocabulary import AuthKind, Purpose, RecordClass, RecordStatus, Role
 
 
@@ -24,7 +29,7 @@ class Founder:
 
 @dataclass(frozen=True)
 class Member:
-    account: str
+    account: Address
     roles: Role
     active: bool
     admitted_at: int
@@ -34,7 +39,7 @@ class Member:
 
     @classmethod
     def from_tuple(cls, account: str, t: tuple[Any, ...]) -> Member:
-        return cls(to_checksum_address(account), Role(t[0]), t[1], t[2], t[3], t[4], t[5])
+        return cls(Address(account, "member account"), Role(t[0]), t[1], t[2], t[3], t[4], t[5])
 
 
 @dataclass(frozen=True)
@@ -43,8 +48,8 @@ class Proposal:
     kind: int
     executed: bool
     expires_at: int
-    proposer: str
-    subject: str
+    proposer: Address
+    subject: Address
     roles: int
     new_threshold: int
     name: str
@@ -54,7 +59,7 @@ class Proposal:
 
 @dataclass(frozen=True)
 class Node:
-    owner: str
+    owner: Address
     port: int
     enode_id: str
     host: str
@@ -78,7 +83,7 @@ class RecordAnchor:
 
 @dataclass(frozen=True)
 class RecordState:
-    custodian: str
+    custodian: Address
     anchored_block: int
     status: RecordStatus
     record_class: int
@@ -86,7 +91,7 @@ class RecordState:
 
 @dataclass(frozen=True)
 class Digest:
-    custodian: str
+    custodian: Address
     anchored_block: int
     count: int
     kind: bytes
@@ -107,8 +112,8 @@ class GrantTerms:
 @dataclass(frozen=True)
 class Grant:
     id: int
-    patient: str
-    grantee: str
+    patient: Address
+    grantee: Address
     classes: int
     purpose: Purpose
     valid_from: int
@@ -119,8 +124,8 @@ class Grant:
 @dataclass(frozen=True)
 class BreakGlass:
     id: int
-    patient: str
-    accessor: str
+    patient: Address
+    accessor: Address
     opened_at: int
     expires_at: int
     reason_hash: bytes

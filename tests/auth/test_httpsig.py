@@ -9,6 +9,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from starlette.datastructures import Headers
 
+from medledger.addresses import Address
 from medledger.auth.errors import AuthFailure, NonceStoreFull, SignatureFailure
 from medledger.auth.httpsig import (
     ALG,
@@ -125,7 +126,7 @@ def test_round_trip():
     headers = sign()
     assert set(headers) == {"Content-Digest", "Signature-Input", "Signature"}
     result = verify(headers, nonces=MemoryNonceStore())
-    assert result.signer == ACCOUNT.address
+    assert result.signer == ACCOUNT.address and type(result.signer) is Address
     assert result.expires - result.created == 60
     assert 16 <= len(result.nonce) <= 64
 

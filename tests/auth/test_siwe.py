@@ -7,6 +7,7 @@ import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
+from medledger.addresses import Address
 from medledger.auth.errors import AuthFailure, SiweFailure
 from medledger.auth.siwe import (
     MAX_MESSAGE_BYTES,
@@ -78,7 +79,7 @@ def code_of(excinfo: pytest.ExceptionInfo[BaseException]) -> str:
 def test_eip_example_parses_and_reemits_identically():
     message = SiweMessage.parse(EIP_EXAMPLE)
     assert message.domain == "example.com"
-    assert message.address == "0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2"
+    assert message.address == "0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2" and type(message.address) is Address
     assert message.statement == "I accept the ExampleOrg Terms of Service: https://example.com/tos"
     assert message.uri == "https://example.com/login"
     assert message.version == "1"

@@ -13,9 +13,11 @@ from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 
+from medledger.addresses import Address
 from medledger.chain.abi import ContractRevert
 from medledger.chain.contracts import ConsortiumClient
 from medledger.chain.typed_data import CONSORTIUM_DOMAIN_NAME, domain, register_key_typed_data, sign_typed_data
+from medledger.errors import InputError
 from medledger.vocabulary import Role
 from tests.conftest import Chain
 
@@ -787,3 +789,16 @@ def test_get_proposal_addresses_are_checksummed(chain):
     pid = propose_admit(chain, chain.outsider(0).address)
     p = chain.read.consortium.get_proposal(pid)
     assert (p.proposer, p.subject) == (chain.hospital_a.address, chain.outsider(0).address)
+    assert type(p.proposer) is Address and type(p.subject) is Address
+
+
+def test_address_arguments_are_checked_at_the_edge(chain):
+    consortium = chain.read.consortium
+    member = consortium.get_member(chain.hospital_a.address.lower())
+    assert type(member.account) is Address and member.account == chain.hospital_a.address
+    addr = chain.hospital_a.address
+    i = next(i for i in range(2, 42) if addr[i].isalpha())
+    typo = addr[:i] + addr[i].swapcase() + addr[i + 1 :]  # one letter's case flipped: a wrong checksum
+    with pytest.raises(InputError) as err:
+        consortium.is_member(typo)
+    assert err.value.code == "invalid_address" and "account" in err.value.message

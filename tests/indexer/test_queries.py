@@ -7,6 +7,7 @@ import pytest
 
 from indexer.errors import BadQuery
 from indexer.queries import IndexQueries, encode_cursor
+from medledger.addresses import Address
 from medledger.chain.types import Access, GrantTerms, RecordAnchor
 from medledger.vocabulary import AuthKind, Purpose, RecordClass, class_mask
 
@@ -31,6 +32,9 @@ def test_timeline_filters(chain, indexed):
     window = q.timeline(p, since=1_700_000_011, until=1_700_000_020).items
     assert sorted(e.clinical_time for e in window) == [1_700_000_011, 1_700_000_020]
     assert q.timeline(p.lower()).items == items  # any hex case
+    # Results carry Addresses: compared with any spelling's Address without lowercasing.
+    assert all(type(e.patient) is Address and e.patient == Address(p.lower()) for e in items)
+    assert all(type(e.custodian) is Address for e in items)
 
 
 def test_timeline_pages_are_complete_and_stable(chain, engine):
@@ -148,6 +152,7 @@ def test_access_history_filters_and_cursor(chain, indexed):
     s, q = indexed
     by_b = q.accesses(accessor=chain.hospital_b.address).items
     assert len(by_b) == 3 and all(a.accessor == chain.hospital_b.address for a in by_b)
+    assert all(type(x) is Address for a in by_b for x in (a.patient, a.accessor, a.custodian))
     rec = "0x" + s.amended[1].hex()
     assert {a.record_id for a in q.accesses(record_id=rec).items} == {rec}
     pages, cursor = [], None
