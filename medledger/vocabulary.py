@@ -139,7 +139,7 @@ def _parse_flags(cls: type[Role], text: str) -> Role:
             value |= cls[name]
         except KeyError:
             raise InputError(
-                f"unknown role {part.strip()!r}; one of: {', '.join(r.name.lower() for r in cls)}"
+                f"unknown role {part.strip()!r}; one of: {', '.join(r.name.lower() for r in cls if r.name)}"
             ) from None
     if not value:
         raise InputError("no role given")

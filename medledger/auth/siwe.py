@@ -240,9 +240,8 @@ class SiweMessage:
         if not header.endswith(_PREAMBLE):
             raise _malformed("first line must end with the sign-in preamble", line=1)
         origin = header[: -len(_PREAMBLE)]
-        scheme, sep, domain = origin.partition("://")
-        if not sep:
-            scheme, domain = None, origin
+        before, sep, after = origin.partition("://")
+        scheme, domain = (before, after) if sep else (None, origin)
         address = _exact_address(lines[1], line=2)
         if lines[2] != "":
             raise _malformed("expected an empty line after the address", line=3)

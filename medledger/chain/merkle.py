@@ -24,7 +24,7 @@ Multiproofs are not implemented.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple, Self, cast
 
 from eth_abi import encode, is_encodable_type
 from eth_abi.exceptions import EncodingError, ParseError
@@ -179,7 +179,8 @@ class StandardMerkleTree:
                 raise InputError(f"value index {index_or_value} is out of bounds", code="merkle_index")
             index = self._values[index_or_value].tree_index
         else:
-            value_index = self._lookup.get(self.leaf_hash(index_or_value))
+            # A bool lands here too: it is no position, and normalising it as a value rejects it precisely.
+            value_index = self._lookup.get(_leaf_hash(self._encoder, self._normalise(index_or_value, None), None))
             if value_index is None:
                 raise InputError("leaf is not in the tree", code="merkle_not_in_tree")
             index = self._values[value_index].tree_index
@@ -297,8 +298,10 @@ def _compile(
         except (ValueError, TypeError) as exc:
             raise InputError(f"{_where(index)} does not match the leaf encoding: {exc}", code="merkle_value") from exc
 
-    fields = [registry.get_encoder(t) for t in encoding]
-    if any(f.is_dynamic for f in fields):
+    # eth_abi types get_encoder as returning an encoder callable or an encoder class; it returns a callable
+    # encoder instance (is_dynamic is an attribute of some encoders only, hence getattr, as eth_abi does).
+    fields = [cast(Callable[[Any], bytes], registry.get_encoder(t)) for t in encoding]
+    if any(getattr(f, "is_dynamic", False) for f in fields):
 
         def encoder(value: tuple[Any, ...]) -> bytes:
             return encode(encoding, value)
