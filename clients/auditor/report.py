@@ -9,6 +9,7 @@ from rich.table import Table
 
 from clients.auditor.export import iso
 from clients.auditor.model import AuditReport, Severity, purpose_name
+from medledger.addresses import Address
 
 #: Rows of the access table shown before eliding (the JSON export always has all of them).
 MAX_ACCESS_ROWS = 500
@@ -18,7 +19,7 @@ def _addr(address: str) -> str:
     return f"{address[:8]}…{address[-4:]}"
 
 
-def _name(report: AuditReport, address: str) -> str:
+def _name(report: AuditReport, address: Address) -> str:
     name = report.facts.member_name(address)
     return escape(name) if name else _addr(address)
 
