@@ -109,7 +109,7 @@ def load_worker(key: bytes, urls: list[str], n: int, clients: int, ready: mp.Que
 
 def serve(data_dir: Path, profile_out: str | None) -> subprocess.Popen[bytes]:
     """``medledger node serve`` for ``data_dir`` in its own process (optionally under py-spy)."""
-    cmd = [sys.executable, "-m", "medledger.cli", "node", "serve", "--data-dir", str(data_dir)]
+    cmd = [sys.executable, "-m", "assembly.cli", "node", "serve", "--data-dir", str(data_dir)]
     if profile_out:
         cmd = [
             "py-spy",

@@ -1,8 +1,10 @@
-"""MedLedger common package: what the institution node, the indexer and the clients share.
+"""MedLedger common package: the ground floor the indexer, the node, the workflows and the clients share.
 
 Sub-packages: :mod:`medledger.chain` (JSON-RPC, ABI, transactions, contract wrappers, deployment),
-:mod:`medledger.vocabulary` (roles, purposes, record classes). The ``node``, ``indexer`` and ``clients``
-packages import from here and never from each other.
+:mod:`medledger.auth` (SIWE, signed requests), :mod:`medledger.vocabulary` (roles, purposes, record classes),
+:mod:`medledger.errors` (the error hierarchy and its code registry). It imports nothing of the project above it:
+``medledger`` <- ``indexer`` <- ``node`` <- ``workflows/*`` <- ``assembly``, with ``clients`` on ``medledger`` and
+``indexer`` only (docs/architecture.md; tests/test_layering.py enforces it).
 """
 
 import os

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
@@ -129,8 +129,31 @@ def upgrade(engine: Engine, script_location: Path, revision: str = "head") -> No
         command.upgrade(cfg, revision)
 
 
-def current_revision(engine: Engine) -> str | None:
+def current_revision(engine: Engine, version_table: str = "alembic_version") -> str | None:
     from alembic.runtime.migration import MigrationContext
 
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return MigrationContext.configure(conn, opts={"version_table": version_table}).get_current_revision()
+
+
+def run_migrations(metadata: MetaData, *, version_table: str = "alembic_version") -> None:
+    """The body of every schema's Alembic ``env.py``: run on the connection :func:`upgrade` hands over, or, for
+    ``alembic revision --autogenerate`` during development, on ``-x url=...``.
+
+    Each schema keeps its own ``version_table``, so the node's own tables and each of its modules' tables live in
+    one database with independent migration histories. ``render_as_batch``: SQLite cannot ALTER most things in
+    place; batch mode copies the table instead."""
+    from alembic import context
+
+    connection = context.config.attributes.get("connection")
+    options: dict[str, Any] = {"target_metadata": metadata, "render_as_batch": True, "version_table": version_table}
+    if connection is None:
+        url = context.get_x_argument(as_dictionary=True).get("url", "sqlite://")
+        with create_engine(url).connect() as conn:
+            context.configure(connection=conn, **options)
+            with context.begin_transaction():
+                context.run_migrations()
+        return
+    context.configure(connection=connection, **options)
+    with context.begin_transaction():
+        context.run_migrations()

@@ -36,8 +36,11 @@ class AccessLogSettings:
     max_wait_ms: int = 500
 
 
-#: The sections of node.toml: key -> settings type.
+#: The node's own sections of node.toml: key -> settings type. Every other table is a module's section
+#: (``[<module name>]``), checked by that module when the node opens (node.modules).
 _SECTIONS: dict[str, type] = {"anchor": AnchorSettings, "access_log": AccessLogSettings}
+#: What a node runs when node.toml names no modules: the institution node's ingest and sharing APIs.
+DEFAULT_MODULES = ("ingest", "sharing")
 
 
 @dataclass
@@ -70,8 +73,13 @@ class NodeConfig:
     #: "fast": the node's own strict FHIR checks (types, required elements, references; ~90 µs/record);
     #: "full": also every fhir.resources model rule (id/code patterns; ~620 µs/record).
     fhir_validation: str = "fast"
+    #: The node modules this node runs (node.modules.loader): the same program is a hospital, the CDC or the
+    #: region's master-index operator depending on this list.
+    modules: list[str] = field(default_factory=lambda: list(DEFAULT_MODULES))
     anchor: AnchorSettings = field(default_factory=AnchorSettings)
     access_log: AccessLogSettings = field(default_factory=AccessLogSettings)
+    #: The modules' own sections (``[<module name>]``), as read; each module validates its own.
+    module_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # resolved views -------------------------------------------------------------------------------------
     @property
@@ -105,11 +113,12 @@ class NodeConfig:
 
     # persistence ----------------------------------------------------------------------------------------
     def save(self) -> Path:
-        body = {k: v for k, v in asdict(self).items() if k != "data_dir" and k not in _SECTIONS}
+        skip = {"data_dir", "module_settings", *_SECTIONS}
+        body = {k: v for k, v in asdict(self).items() if k not in skip}
         lines = ["# MedLedger institution node. Secrets are not stored here (see password_env)."]
         lines += [f"{k} = {_toml_value(v)}" for k, v in body.items()]
-        for section in _SECTIONS:
-            values = asdict(getattr(self, section))
+        sections = {name: asdict(getattr(self, name)) for name in _SECTIONS} | self.module_settings
+        for section, values in sections.items():
             lines += ["", f"[{section}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items()]
         path = self.data_dir / CONFIG_NAME
         atomic_write_text(path, "\n".join(lines) + "\n")
@@ -124,17 +133,21 @@ class NodeConfig:
             raise ConfigError(f"no node at {data_dir}: run `medledger node init --data-dir {data_dir}`") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-        known = {f.name for f in fields(cls)} - {"data_dir"}
+        known = {f.name for f in fields(cls)} - {"data_dir", "module_settings"}
+        # Tables other than the node's own are modules' sections; the modules check them when the node opens.
+        module_settings = {k: raw.pop(k) for k in list(raw) if k not in known and isinstance(raw[k], dict)}
         unknown = set(raw) - known
         if unknown:
             raise ConfigError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
         try:
             sections = {name: kind(**raw.pop(name, {})) for name, kind in _SECTIONS.items()}
-            config = cls(data_dir=data_dir, **sections, **raw)
+            config = cls(data_dir=data_dir, **sections, **raw, module_settings=module_settings)
         except TypeError as exc:
             raise ConfigError(f"{path}: {exc}") from None
         if config.fhir_validation not in ("fast", "full"):
             raise ConfigError(f'{path}: fhir_validation must be "fast" or "full"')
+        if not isinstance(config.modules, list) or not all(isinstance(m, str) for m in config.modules):
+            raise ConfigError(f'{path}: modules must be a list of module names, e.g. modules = ["ingest", "sharing"]')
         return config
 
     def parse_options(self) -> dict[str, Any]:
@@ -143,6 +156,8 @@ class NodeConfig:
 
 
 def _toml_value(v: Any) -> str:
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int | float):

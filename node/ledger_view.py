@@ -276,6 +276,10 @@ class LedgerView:
             self._watching = False
             self._wake_waiters()
 
+    def close(self) -> None:
+        """Release the index database's connections."""
+        self.indexer.engine.dispose()
+
     def wake_watcher(self) -> None:
         """Wake :meth:`watch_head` from its sleep (to see a stop at once instead of within ``idle_after``)."""
         self._demand.set()

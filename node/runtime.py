@@ -1,7 +1,8 @@
-"""The node's background work while it serves: anchoring, following the ledger (and keeping the head probe
-of consent decisions fresh while they are asked for), moving the access journal on chain and retrying
-erasure markers. Each runs in its own daemon thread and waits (with back-off) for the
-chain if it cannot be reached at start, so the API comes up and ingest queues even while the chain is down.
+"""The node's background work while it serves: its own workers (anchoring, following the ledger and keeping
+the head probe of consent decisions fresh while they are asked for, moving the access journal on chain,
+retrying erasure markers) and those of its enabled modules. Each runs in its own daemon thread, supervised:
+it waits (with back-off) for the chain if it cannot be reached at start, so the API comes up and ingest queues
+even while the chain is down, and it is restarted after an unexpected failure.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import logging
 import threading
 from collections.abc import Callable
 
-from medledger.errors import MedLedgerError
+from medledger.errors import ConfigError, MedLedgerError
+from node.modules.base import Worker
 from node.service import NodeServices
 
 log = logging.getLogger(__name__)
@@ -26,21 +28,40 @@ class NodeRuntime:
         self.services = services
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._workers: list[Worker] = []
+
+    def workers(self) -> list[Worker]:
+        """The node's own workers, then each enabled module's, in node.toml's order."""
+        s = self.services
+        own = [
+            Worker("anchorer", lambda stop: s.anchorer().run(stop, wake=s.anchor_bell), wake=s.anchor_bell.ring),
+            Worker("ledger-view", self._follow_ledger),
+            Worker(
+                "ledger-head",
+                lambda stop: s.ledger.watch_head(stop, max_age=s.decider.max_head_age),
+                wake=self._wake_ledger,
+            ),
+            Worker(
+                "access-logger", lambda stop: s.access_logger().run(stop, wake=s.access_bell), wake=s.access_bell.ring
+            ),
+            Worker("erasures", self._retry_erasures),
+        ]
+        return own + [w for ctx in s.contexts.values() for w in ctx.module.workers(ctx)]
 
     def start(self) -> NodeRuntime:
-        s = self.services
-        self._spawn("anchorer", lambda stop: s.anchorer().run(stop, wake=s.anchor_bell))
-        self._spawn("ledger-view", self._follow_ledger)
-        self._spawn("ledger-head", lambda stop: s.ledger.watch_head(stop, max_age=s.decider.max_head_age))
-        self._spawn("access-logger", lambda stop: s.access_logger().run(stop, wake=s.access_bell))
-        self._spawn("erasures", self._retry_erasures)
+        self._workers = self.workers()
+        names = [w.name for w in self._workers]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"two background workers share a name: {sorted(names)}")
+        for worker in self._workers:
+            self._spawn(worker.name, worker.run)
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stop_event.set()
-        for bell in (self.services.anchor_bell, self.services.access_bell):
-            bell.ring()  # workers asleep on their doorbell see the stop at once
-        self.services.ledger.wake_watcher()
+        for worker in self._workers:
+            if worker.wake is not None:
+                worker.wake()  # workers asleep on their doorbell see the stop at once
         for t in self._threads:
             t.join(timeout=timeout)
 
@@ -49,6 +70,11 @@ class NodeRuntime:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _wake_ledger(self) -> None:
+        # Only a view that exists has a watcher to wake; building one here would dial the chain at stop.
+        if "ledger" in vars(self.services):
+            self.services.ledger.wake_watcher()
 
     def _follow_ledger(self, stop: threading.Event) -> None:
         self.services.ledger.follow(stop)

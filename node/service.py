@@ -1,17 +1,22 @@
 """The node's composition root: opens the keystore, database, blob store and chain connection once and hands
-the services to the CLI and the HTTP API. Nothing else constructs these, so both surfaces behave the same.
+the services to the CLI, the HTTP API and the node's modules. Nothing else constructs these, so every surface
+behaves the same.
 
 The chain is connected lazily: ingest works while the chain is down (records wait in the outbox), only
-anchoring and membership checks need it.
+anchoring and membership checks need it. Services are built on first use (``cached_property``) and closed, in
+the reverse order of their creation, by :meth:`NodeServices.close`: a new service with a ``close()`` needs no
+line there.
 """
 
 from __future__ import annotations
 
 import getpass
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +25,7 @@ from indexer.db import index_engine
 from medledger.chain.deploy import Contracts, DeploymentManifest, manifest_path
 from medledger.chain.rpc import JsonRpcClient
 from medledger.chain.sender import Receipt, TransactionSender
+from medledger.db import upgrade
 from medledger.errors import ConfigError
 from node.access_journal import AccessJournal
 from node.access_logger import AccessLogger
@@ -34,6 +40,8 @@ from node.erasure import ErasureService
 from node.identity import Identities
 from node.keystore import LocalKeystore
 from node.ledger_view import LedgerView
+from node.modules.base import ModuleContext, NodeModule
+from node.modules.loader import load_modules
 from node.pipeline import IngestPipeline
 from node.relay import ConsentRelay
 from node.release import ReleaseService
@@ -67,6 +75,8 @@ class NodeServices:
     rpc_timeout: float = 30.0
     rpc_retries: int = 5
     _rpc: JsonRpcClient | None = field(default=None, repr=False)
+    #: The enabled modules with their contexts, in the order node.toml lists them.
+    contexts: dict[str, ModuleContext] = field(default_factory=dict)
 
     @classmethod
     def open(
@@ -76,11 +86,15 @@ class NodeServices:
         password: str | None = None,
         rpc_timeout: float = 30.0,
         rpc_retries: int = 5,
+        modules: Sequence[str | NodeModule] | None = None,
     ) -> NodeServices:
+        """Open the node in ``data_dir`` with the modules node.toml enables (or ``modules``, given by name or as
+        objects). Misconfigured modules fail here, before anything starts, with a one-line ``ConfigError``."""
         config = NodeConfig.load(data_dir)
+        chosen = _resolve(config, modules)
         keystore = LocalKeystore.open(config.keystore_path, password or read_password(config.password_env))
         engine, sessions = open_node_db(config.db_url)
-        return cls(
+        services = cls(
             config,
             keystore,
             engine,
@@ -89,6 +103,28 @@ class NodeServices:
             rpc_timeout=rpc_timeout,
             rpc_retries=rpc_retries,
         )
+        try:
+            for module, settings in chosen:
+                if module.schema is not None:
+                    upgrade(engine, module.schema.migrations)
+                services.contexts[module.name] = ModuleContext(module, services, settings)
+        except BaseException:
+            services.close()
+            raise
+        return services
+
+    @property
+    def modules(self) -> list[NodeModule]:
+        return [ctx.module for ctx in self.contexts.values()]
+
+    def module(self, name: str) -> ModuleContext:
+        """The context of the enabled module ``name`` (``ConfigError`` if this node does not run it)."""
+        try:
+            return self.contexts[name]
+        except KeyError:
+            raise ConfigError(
+                f"this node does not run the {name!r} module (add it to modules in node.toml)", code="module_disabled"
+            ) from None
 
     def __enter__(self) -> NodeServices:
         return self
@@ -213,15 +249,31 @@ class NodeServices:
         return RemoteRecords(self.keystore.account, self.keystore.encryption_private_key, self.ledger)
 
     def close(self) -> None:
-        if "releases" in self.__dict__:
-            self.releases.close()
-        if "journal" in self.__dict__:
-            self.journal.close()
-        if "remote" in self.__dict__:
-            self.remote.close()
-        if "ledger" in self.__dict__:
-            self.ledger.indexer.engine.dispose()
+        """Close the modules (in reverse order), then every service built so far (newest first), then the chain
+        connection, the blob store and the database."""
+        for ctx in reversed(list(self.contexts.values())):
+            ctx.module.close(ctx)
+        cached = {name for name, attr in vars(type(self)).items() if isinstance(attr, cached_property)}
+        for name, value in reversed(list(self.__dict__.items())):
+            closer = getattr(value, "close", None)
+            if name in cached and callable(closer):
+                closer()
         if self._rpc is not None:
             self._rpc.close()
         self.store.close()
         self.engine.dispose()
+
+
+def _resolve(config: NodeConfig, modules: Sequence[str | NodeModule] | None) -> list[tuple[NodeModule, Any]]:
+    """The modules to run with their validated settings; every ``[section]`` of node.toml must belong to one."""
+    source: Sequence[str | NodeModule] = config.modules if modules is None else modules
+    loaded = iter(load_modules([m for m in source if isinstance(m, str)]))
+    chosen = [m if isinstance(m, NodeModule) else next(loaded) for m in source]
+    where = config.data_dir / "node.toml"
+    enabled = {m.name for m in chosen}
+    if len(enabled) != len(chosen):
+        raise ConfigError(f"{where}: a module is listed twice")
+    stray = sorted(set(config.module_settings) - enabled)
+    if stray:
+        raise ConfigError(f"{where}: [{stray[0]}] is not a setting of the node nor of an enabled module")
+    return [(m, m.parse_settings(config.module_settings.get(m.name, {}), f"{where} [{m.name}]")) for m in chosen]

@@ -2,26 +2,7 @@
 
 from __future__ import annotations
 
-from alembic import context
-from sqlalchemy import create_engine
-
 from indexer.models import VERSION_TABLE, Base
+from medledger.db import run_migrations
 
-config = context.config
-connection = config.attributes.get("connection")
-
-if connection is None:
-    # Only `alembic revision --autogenerate` during development gets here, with -x url=...
-    url = context.get_x_argument(as_dictionary=True).get("url", "sqlite://")
-    with create_engine(url).connect() as conn:
-        context.configure(
-            connection=conn, target_metadata=Base.metadata, render_as_batch=True, version_table=VERSION_TABLE
-        )
-        with context.begin_transaction():
-            context.run_migrations()
-else:
-    context.configure(
-        connection=connection, target_metadata=Base.metadata, render_as_batch=True, version_table=VERSION_TABLE
-    )
-    with context.begin_transaction():
-        context.run_migrations()
+run_migrations(Base.metadata, version_table=VERSION_TABLE)

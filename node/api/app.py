@@ -6,55 +6,22 @@ Routes stay thin: authenticate, validate, call a service, shape the reply. OpenA
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
-from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
+from collections.abc import Callable
+
+from fastapi import Depends, FastAPI
+from pydantic import BaseModel
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from medledger import __version__
-from node.api import clinical, sharing
 from node.api.deps import Staff
-from node.api.errors import ApiError, error_body, install
+from node.api.errors import error_body, install
 from node.api.responses import errors
-from node.auth import StaffRole, require_role
-from node.ingest import parse
+from node.auth import StaffIdentity, StaffRole, require_role
 from node.service import NodeServices
 
 #: Bodies of every route but ingest are small JSON documents; anything bigger is refused before parsing.
 MAX_JSON_BODY = 64 * 1024
-
-
-class RecordError(BaseModel):
-    code: str
-    message: str
-
-
-class IngestedRecord(BaseModel):
-    record_id: str = Field(description="0x-prefixed 32-byte record id")
-    status: str = Field(
-        description="queued, pending_link (patient not yet linked), duplicate (already stored: nothing written) "
-        "or failed (see error; nothing written for this record)"
-    )
-    record_class: str
-    type_code: str
-    cid: str | None = None
-    error: RecordError | None = Field(default=None, description="why the record failed (status failed only)")
-
-
-class IngestReply(BaseModel):
-    records: list[IngestedRecord]
-
-
-class RecordStatus(BaseModel):
-    record_id: str
-    status: str
-    record_class: str
-    type_code: str
-    cid: str | None
-    commitment: str | None
-    tx_hash: str | None
-    block_number: int | None
 
 
 class NodeStatus(BaseModel):
@@ -76,11 +43,13 @@ def create_app(services: NodeServices) -> FastAPI:
         "through encryption, storage and anchoring. Errors: `{error: {code, message, details}}`.",
     )
     install(app)
-    max_bytes = services.config.max_payload_bytes
-
     app.add_middleware(SmallBodyLimit, limit=MAX_JSON_BODY, exempt=("/v1/ingest",))
-    app.include_router(sharing.router)
-    app.include_router(clinical.router)
+    for ctx in services.contexts.values():
+        for mounted in ctx.module.routers(ctx):
+            dependencies = [Depends(staff_with_role(*mounted.roles))] if mounted.roles else None
+            app.include_router(
+                mounted.router, prefix=mounted.prefix, tags=list(mounted.tags) or None, dependencies=dependencies
+            )
 
     app.state.services = services
 
@@ -103,53 +72,17 @@ def create_app(services: NodeServices) -> FastAPI:
             records_by_status=services.pipeline.status_counts(),
         )
 
-    @app.post(
-        "/v1/ingest",
-        tags=["records"],
-        response_model=IngestReply,
-        status_code=201,
-        responses=errors(401, 403, 413, 415, 422),
-        summary="Ingest one HL7 v2 message, DICOM file or FHIR JSON resource/bundle (raw request body)",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-                    "application/dicom": {"schema": {"type": "string", "format": "binary"}},
-                    "application/fhir+json": {"schema": {"type": "object"}},
-                    "x-application/hl7-v2+er7": {"schema": {"type": "string"}},
-                },
-            }
-        },
-    )
-    async def ingest(request: Request, who: Staff) -> IngestReply:
-        require_role(who, StaffRole.REGISTRAR, StaffRole.CLINICIAN)
-        body = await _read_limited(request, max_bytes)
-        # Parsing, encryption and the database are blocking work: keep them off the event loop.
-        records = await run_in_threadpool(lambda: parse(body, **services.config.parse_options()))
-        results = await run_in_threadpool(services.pipeline.ingest, records)
-        return IngestReply(records=[IngestedRecord(**r.as_api()) for r in results])
-
-    @app.get(
-        "/v1/records/{record_id}",
-        tags=["records"],
-        response_model=RecordStatus,
-        responses=errors(401, 404, 422),
-        summary="A record's status",
-    )
-    def record_status(record_id: str, _: Staff) -> RecordStatus:
-        try:
-            rid = bytes.fromhex(record_id.removeprefix("0x"))
-        except ValueError:
-            rid = b""
-        if len(rid) != 32:
-            raise ApiError(422, "invalid_record_id", "record id must be 32 bytes of hex")
-        info = services.pipeline.record_status(rid)
-        if info is None:
-            raise ApiError(404, "record_not_found", f"no record {record_id}")
-        return RecordStatus(**info)
-
     return app
+
+
+def staff_with_role(*roles: StaffRole) -> Callable[[StaffIdentity], StaffIdentity]:
+    """A router-wide dependency: the caller is staff with one of ``roles`` (401/403 before the route runs)."""
+
+    def check(who: Staff) -> StaffIdentity:
+        require_role(who, *roles)
+        return who
+
+    return check
 
 
 class SmallBodyLimit:
@@ -169,24 +102,6 @@ class SmallBodyLimit:
                     await JSONResponse(body, 413)(scope, receive, send)
                     return
         await self.app(scope, receive, send)
-
-
-async def _read_limited(request: Request, limit: int) -> bytes:
-    """Read the body, refusing early (413) once it exceeds ``limit`` instead of buffering all of it."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "payload_too_large", f"body of {declared} bytes exceeds the limit of {limit}")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "payload_too_large", f"body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    if not body:
-        raise ApiError(422, "empty_body", "the request body is empty")
-    return body
 
 
 __all__ = ["create_app", "error_body"]

@@ -16,7 +16,7 @@ from medledger.chain.devchain import deploy_dev
 from medledger.chain.rpc import JsonRpcClient
 
 ROOT = Path(__file__).resolve().parents[2]
-MEDLEDGER = [sys.executable, "-m", "medledger.cli"]
+MEDLEDGER = [sys.executable, "-m", "assembly.cli"]
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from clients.auditor import AuditSettings, Scope, run_audit
 from clients.auditor.cli import app
-from medledger.cli import app as root_app
+from assembly.cli import app as root_app
 
 from .conftest import Scenario
 

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from clients.wallet import PatientWallet, save_wallet
-from medledger.cli import app
+from assembly.cli import app
 from node.access_logger import AccessLogger
 from tests.sharing.conftest import Network, network, wait_until  # noqa: F401 (the fixture)
 

@@ -13,7 +13,7 @@ from eth_account import Account
 from typer.testing import CliRunner
 
 from clients.wallet import PatientWallet, load_wallet, save_wallet
-from medledger.cli import app
+from assembly.cli import app
 
 PASSWORD = "correct horse battery staple"
 runner = CliRunner()

@@ -17,7 +17,7 @@ from pydicom.data import get_testdata_file
 from typer.testing import CliRunner
 
 from medledger.chain.anvil import free_port
-from medledger.cli import app
+from assembly.cli import app
 from medledger.crypto import x25519_from_seed, x25519_public_key
 from node.config import NodeConfig
 from node.db import open_node_db
@@ -130,7 +130,7 @@ def test_init_rejects_a_bad_import_key_without_echoing_it(tmp_path: Path, value:
 def test_init_without_password_and_terminal_is_a_one_line_usage_error(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "MEDLEDGER_NODE_PASSWORD"}
     proc = subprocess.run(
-        [sys.executable, "-m", "medledger.cli", "node", "init", "--name", "X", "--data-dir", str(tmp_path / "n")],
+        [sys.executable, "-m", "assembly.cli", "node", "init", "--name", "X", "--data-dir", str(tmp_path / "n")],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

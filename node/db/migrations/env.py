@@ -2,23 +2,7 @@
 
 from __future__ import annotations
 
-from alembic import context
-from sqlalchemy import create_engine
-
+from medledger.db import run_migrations
 from node.db.models import Base
 
-config = context.config
-connection = config.attributes.get("connection")
-
-if connection is None:
-    # Only `alembic revision --autogenerate` during development gets here, with -x url=...
-    url = context.get_x_argument(as_dictionary=True).get("url", "sqlite://")
-    with create_engine(url).connect() as conn:
-        context.configure(connection=conn, target_metadata=Base.metadata, render_as_batch=True)
-        with context.begin_transaction():
-            context.run_migrations()
-else:
-    # render_as_batch: SQLite cannot ALTER most things in place; batch mode copies the table instead.
-    context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
-    with context.begin_transaction():
-        context.run_migrations()
+run_migrations(Base.metadata)

@@ -1,4 +1,4 @@
-"""``medledger demo``: the one-command regional demo (see clients.demo)."""
+"""``medledger demo``: the one-command regional demo (see assembly.demo)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from clients.cli_options import cli_errors
-from clients.demo import Region, Story, show_endpoints, start_region
+from assembly.demo import Region, Story, show_endpoints, start_region
 from medledger.cli_support import console
 from medledger.errors import InputError
 

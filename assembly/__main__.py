@@ -1,0 +1,3 @@
+from assembly.cli import app
+
+app(prog_name="medledger")

@@ -1,0 +1,34 @@
+"""The node's own modules, on the same protocol as the workflows: ``ingest`` (take in clinical records) and
+``sharing`` (sign-in, relayed consent, consent-checked release, the patient's views, clinicians and audit). Their
+background work (anchoring, the ledger view, the access logger, erasure markers) is the node's own and runs
+whatever modules are enabled (node.runtime)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from node.modules.base import ModuleContext, ModuleRouter, NodeModule
+
+
+class IngestModule(NodeModule):
+    name = "ingest"
+    summary = "Ingest HL7 v2, DICOM and FHIR records: encrypt, store, anchor."
+
+    def routers(self, ctx: ModuleContext) -> Sequence[ModuleRouter]:
+        from node.api import ingest
+
+        return [ModuleRouter(ingest.router)]
+
+
+class SharingModule(NodeModule):
+    name = "sharing"
+    summary = "Consent-checked sharing: sign-in, relayed consent, release, the patient's views, audit."
+
+    def routers(self, ctx: ModuleContext) -> Sequence[ModuleRouter]:
+        from node.api import clinical, sharing
+
+        return [ModuleRouter(sharing.router), ModuleRouter(clinical.router)]
+
+
+ingest = IngestModule()
+sharing = SharingModule()
