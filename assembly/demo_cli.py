@@ -12,8 +12,8 @@ from typing import Annotated
 
 import typer
 
-from clients.cli_options import cli_errors
 from assembly.demo import Region, Story, show_endpoints, start_region
+from clients.cli_options import cli_errors
 from medledger.cli_support import console
 from medledger.errors import InputError
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 from typer.testing import CliRunner
 
-from assembly.demo import TOTAL
 from assembly.cli import app
+from assembly.demo import TOTAL
 
 
 def test_demo_tells_the_whole_story_and_stops(tmp_path: Path) -> None:

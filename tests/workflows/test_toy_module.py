@@ -102,7 +102,10 @@ def test_a_module_enabled_in_node_toml_serves_its_routes_runs_its_worker_and_own
         time.sleep(0.05)
 
     # Its settings come from node.toml's [toy] section.
-    assert httpx.get(f"{url}/v1/toy/greeting", headers=clinician).json() == {"greeting": "你好", "node": "Test Hospital"}
+    assert httpx.get(f"{url}/v1/toy/greeting", headers=clinician).json() == {
+        "greeting": "你好",
+        "node": "Test Hospital",
+    }
     # The router's role dependency: an auditor is refused before the route runs; no token is 401.
     r = httpx.get(f"{url}/v1/toy/notes", headers={"Authorization": f"Bearer {tokens['auditor']}"})
     assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
@@ -129,7 +132,9 @@ def test_a_module_enabled_in_node_toml_serves_its_routes_runs_its_worker_and_own
     # Its table is migrated under its own version table, next to the node's.
     engine = make_engine(NodeConfig.load(data_dir).db_url)
     try:
-        assert {"toy_notes", "records", "alembic_version", "alembic_version_toy"} <= set(inspect(engine).get_table_names())
+        assert {"toy_notes", "records", "alembic_version", "alembic_version_toy"} <= set(
+            inspect(engine).get_table_names()
+        )
         assert current_revision(engine, version_table(toy)) == "toy_0001"
         assert current_revision(engine) is not None  # the node's own history is untouched by the module's
     finally:
