@@ -6,9 +6,9 @@ import json
 
 from typer.testing import CliRunner
 
+from assembly.cli import app as root_app
 from clients.auditor import AuditSettings, Scope, run_audit
 from clients.auditor.cli import app
-from assembly.cli import app as root_app
 
 from .conftest import Scenario
 

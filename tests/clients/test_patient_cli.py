@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from clients.wallet import PatientWallet, save_wallet
 from assembly.cli import app
+from clients.wallet import PatientWallet, save_wallet
 from node.access_logger import AccessLogger
 from tests.sharing.conftest import Network, network, wait_until  # noqa: F401 (the fixture)
 

@@ -12,8 +12,8 @@ import pytest
 from eth_account import Account
 from typer.testing import CliRunner
 
-from clients.wallet import PatientWallet, load_wallet, save_wallet
 from assembly.cli import app
+from clients.wallet import PatientWallet, load_wallet, save_wallet
 
 PASSWORD = "correct horse battery staple"
 runner = CliRunner()

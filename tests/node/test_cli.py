@@ -16,8 +16,8 @@ import pytest
 from pydicom.data import get_testdata_file
 from typer.testing import CliRunner
 
-from medledger.chain.anvil import free_port
 from assembly.cli import app
+from medledger.chain.anvil import free_port
 from medledger.crypto import x25519_from_seed, x25519_public_key
 from node.config import NodeConfig
 from node.db import open_node_db
