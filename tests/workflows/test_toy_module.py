@@ -113,10 +113,9 @@ def test_a_module_enabled_in_node_toml_serves_its_routes_runs_its_worker_and_own
     # Its own error code answers with the status it declared, nothing written.
     r = httpx.post(f"{url}/v1/toy/notes", json={"text": "   "}, headers=clinician)
     assert r.status_code == 422 and r.json()["error"]["code"] == "toy_note_invalid"
-    # The node's own API is still there, and the spec documents the module's routes and its code.
+    # The node's own API is still there, and the spec documents the module's routes.
     spec = httpx.get(f"{url}/openapi.json").json()
     assert {"/v1/toy/notes", "/v1/toy/greeting", "/v1/ingest", "/v1/me/timeline"} <= set(spec["paths"])
-    assert "toy_note_invalid" in json.dumps(spec["paths"]["/v1/toy/notes"]["post"]["responses"]["422"])
 
     # Its command group is mounted on the `medledger` command of an installation that has the module.
     out = subprocess.run(
