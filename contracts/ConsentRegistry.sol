@@ -1,12 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
-import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
-import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
-import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
-
 import {IConsortium} from "./interfaces/IConsortium.sol";
 import {MemberGated} from "./utils/MemberGated.sol";
+import {PatientSignatures} from "./utils/PatientSignatures.sol";
 import {Roles} from "./utils/Roles.sol";
 
 /// @title ConsentRegistry
@@ -16,7 +13,7 @@ import {Roles} from "./utils/Roles.sol";
 /// break-glass window when a patient cannot consent.
 /// @dev One current grant per (patient, grantee, purpose): a new grant replaces (and ends) the previous one, so
 /// {isAuthorized} is O(1) and a patient widens or narrows access by granting again.
-contract ConsentRegistry is MemberGated, EIP712, Nonces {
+contract ConsentRegistry is MemberGated, PatientSignatures {
     /// @notice A consent grant. `classes` is a bitmask: bit `c` set means record class `c` is covered.
     struct Grant {
         address patient;
@@ -104,10 +101,6 @@ contract ConsentRegistry is MemberGated, EIP712, Nonces {
     error NotGrantPatient(uint256 grantId, address caller);
     /// @notice The grant was already revoked or replaced.
     error GrantAlreadyRevoked(uint256 grantId);
-    /// @notice The signed request's deadline has passed.
-    error SignatureExpired(uint256 deadline);
-    /// @notice The signature was not made by the patient over this request on this chain and contract.
-    error InvalidSignature(address patient);
     /// @notice Break-glass duration is zero or above {MAX_BREAK_GLASS_DURATION}, or the reason is empty.
     error InvalidBreakGlass();
     /// @notice The accessor already has an open window on this patient.
@@ -116,7 +109,10 @@ contract ConsentRegistry is MemberGated, EIP712, Nonces {
     error BreakGlassNotOpen(uint256 breakGlassId);
 
     /// @param consortium_ The membership contract.
-    constructor(IConsortium consortium_) MemberGated(consortium_) EIP712("MedLedger ConsentRegistry", "1") {}
+    constructor(IConsortium consortium_)
+        MemberGated(consortium_)
+        PatientSignatures("MedLedger ConsentRegistry", "1")
+    {}
 
     // ------------------------------------------------------------------ grants
 
@@ -154,7 +150,7 @@ contract ConsentRegistry is MemberGated, EIP712, Nonces {
                 deadline
             )
         );
-        _consumeSignature(patient, structHash, nonce, deadline, signature);
+        _consumePatientSignature(patient, structHash, nonce, deadline, signature);
         return _grant(patient, terms, msg.sender);
     }
 
@@ -175,7 +171,7 @@ contract ConsentRegistry is MemberGated, EIP712, Nonces {
         onlyRole(Roles.RELAYER)
     {
         bytes32 structHash = keccak256(abi.encode(_REVOKE_TYPEHASH, patient, grantId, nonce, deadline));
-        _consumeSignature(patient, structHash, nonce, deadline, signature);
+        _consumePatientSignature(patient, structHash, nonce, deadline, signature);
         _revoke(patient, grantId, msg.sender);
     }
 
@@ -278,11 +274,6 @@ contract ConsentRegistry is MemberGated, EIP712, Nonces {
         return _breakGlass[breakGlassId];
     }
 
-    /// @notice EIP-712 domain separator of this contract.
-    function domainSeparator() external view returns (bytes32) {
-        return _domainSeparatorV4();
-    }
-
     // ------------------------------------------------------------------ internals
 
     function _grant(address patient, GrantTerms calldata t, address relayer) private returns (uint256 grantId) {
@@ -322,19 +313,5 @@ contract ConsentRegistry is MemberGated, EIP712, Nonces {
         if (g.revoked) revert GrantAlreadyRevoked(grantId);
         g.revoked = true;
         emit ConsentRevoked(grantId, patient, g.grantee, false, relayer);
-    }
-
-    function _consumeSignature(
-        address patient,
-        bytes32 structHash,
-        uint256 nonce,
-        uint256 deadline,
-        bytes calldata signature
-    ) private {
-        if (block.timestamp > deadline) revert SignatureExpired(deadline);
-        if (!SignatureChecker.isValidSignatureNowCalldata(patient, _hashTypedDataV4(structHash), signature)) {
-            revert InvalidSignature(patient);
-        }
-        _useCheckedNonce(patient, nonce);
     }
 }

@@ -1,12 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
-import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
-import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
-import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
 import {EnumerableSet} from "@openzeppelin/contracts/utils/structs/EnumerableSet.sol";
 
 import {IConsortium} from "./interfaces/IConsortium.sol";
+import {PatientSignatures} from "./utils/PatientSignatures.sol";
 import {Roles} from "./utils/Roles.sol";
 
 /// @title Consortium
@@ -16,7 +14,7 @@ import {Roles} from "./utils/Roles.sol";
 /// @dev Also answers the Besu permissioning interfaces (`transactionAllowed`, `connectionAllowed`) so this
 /// contract is the single source of truth for who may transact and which nodes may connect; Besu's local
 /// allowlist files are rendered from it (see scripts/besu_permissions.py).
-contract Consortium is IConsortium, EIP712, Nonces {
+contract Consortium is IConsortium, PatientSignatures {
     using EnumerableSet for EnumerableSet.AddressSet;
     using EnumerableSet for EnumerableSet.Bytes32Set;
 
@@ -162,16 +160,12 @@ contract Consortium is IConsortium, EIP712, Nonces {
     error UnknownNode(string enodeId);
     /// @notice The member already has {MAX_NODES_PER_MEMBER} nodes.
     error TooManyNodes(address owner);
-    /// @notice The signed request's deadline has passed.
-    error SignatureExpired(uint256 deadline);
-    /// @notice The signature was not made by the patient over this request on this chain and contract.
-    error InvalidSignature(address patient);
 
     /// @param founders The founding members; at least `threshold_` of them.
     /// @param threshold_ Approvals needed to execute a proposal.
     /// @param votingPeriod_ Seconds a proposal stays open.
     constructor(Founder[] memory founders, uint256 threshold_, uint64 votingPeriod_)
-        EIP712("MedLedger Consortium", "1")
+        PatientSignatures("MedLedger Consortium", "1")
     {
         if (votingPeriod_ == 0) revert InvalidVotingPeriod();
         for (uint256 i = 0; i < founders.length; ++i) {
@@ -374,14 +368,10 @@ contract Consortium is IConsortium, EIP712, Nonces {
         bytes calldata signature
     ) external {
         if (!hasAnyRole(msg.sender, Roles.RELAYER)) revert MissingRole(msg.sender, Roles.RELAYER);
-        if (block.timestamp > deadline) revert SignatureExpired(deadline);
         bytes32 structHash = keccak256(
             abi.encode(_REGISTER_PATIENT_KEY_TYPEHASH, patient, keccak256(encryptionKey), nonce, deadline)
         );
-        if (!SignatureChecker.isValidSignatureNowCalldata(patient, _hashTypedDataV4(structHash), signature)) {
-            revert InvalidSignature(patient);
-        }
-        _useCheckedNonce(patient, nonce);
+        _consumePatientSignature(patient, structHash, nonce, deadline, signature);
         _registerPatientKey(patient, encryptionKey, msg.sender);
     }
 
@@ -457,11 +447,6 @@ contract Consortium is IConsortium, EIP712, Nonces {
         Node storage node = _nodes[keccak256(bytes(_lower(enodeId)))];
         return node.owner != address(0) && _members[node.owner].active && node.port == enodePort
             && keccak256(bytes(node.host)) == keccak256(bytes(enodeIp));
-    }
-
-    /// @notice EIP-712 domain separator of this contract (for signers that want to check it).
-    function domainSeparator() external view returns (bytes32) {
-        return _domainSeparatorV4();
     }
 
     // ------------------------------------------------------------------ internals
