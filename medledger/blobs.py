@@ -22,7 +22,7 @@ import hashlib
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
@@ -36,7 +36,7 @@ PACK_NAME = "packs.db"
 #: How long a read waits for a node's pack transaction to finish (a batch commit takes milliseconds).
 _BUSY_TIMEOUT_S = 30.0
 #: Substrings of Kubo's error messages that mean "no such block here" rather than a failure.
-_KUBO_NOT_FOUND = ("not found", "no link named", "block was not found locally")
+KUBO_NOT_FOUND_MARKERS = ("not found", "no link named", "block was not found locally")
 _KUBO_SCHEMES = ("http", "https", "kubo+http", "kubo+https")
 
 
@@ -158,8 +158,8 @@ class KuboBlobReader:
                 f"Kubo API unreachable: {type(exc).__name__}", details={"url": self.api_url}
             ) from None
         if response.status_code != 200:
-            message = _kubo_message(response)
-            if any(m in message.lower() for m in _KUBO_NOT_FOUND):
+            message = kubo_message(response)
+            if any(m in message.lower() for m in KUBO_NOT_FOUND_MARKERS):
                 raise BlobNotFound("blob not found", details={"cid": cid})
             raise BlobStoreUnavailable(
                 "Kubo API call failed", details={"status": response.status_code, "kubo_message": message}
@@ -172,7 +172,8 @@ class KuboBlobReader:
             self._client.close()
 
 
-def _kubo_message(response: httpx.Response) -> str:
+def kubo_message(response: httpx.Response) -> str:
+    """The ``Message`` of a Kubo RPC error reply (or the start of its text), for errors and not-found checks."""
     try:
         body = response.json()
     except ValueError:
@@ -180,26 +181,36 @@ def _kubo_message(response: httpx.Response) -> str:
     return str(body.get("Message", ""))[:200] if isinstance(body, dict) else ""
 
 
-def open_reader(url: str) -> BlobReader:
-    """A reader for the store at ``url``, spelled as the node's ``[storage]`` setting is: ``file:///path`` or a
-    path for a local store, ``http(s)://host:5001`` (or ``kubo+http(s)://``) for Kubo; ``ConfigError`` else."""
+def parse_store_url(url: str) -> tuple[Literal["local", "kubo"], str]:
+    """Where a store URL points, as the node's ``[storage]`` setting spells it: ``("local", directory)`` for
+    ``file:///path`` or a plain path, ``("kubo", API URL)`` for ``http(s)://host:5001`` or ``kubo+http(s)://``
+    (prefix dropped); ``ConfigError`` for anything else. The node's ``open_store`` and :func:`open_reader` share it.
+    """
     if not isinstance(url, str) or not url.strip():
         raise ConfigError("blob store URL is empty")
     url = url.strip()
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "file":
-        if parts.netloc not in ("", "localhost") or not parts.path:
+        if parts.netloc not in ("", "localhost"):
             raise ConfigError("file:// blob store URLs must be local (file:///path)", details={"url": redact_url(url)})
-        return LocalBlobReader(Path(unquote(parts.path)))
+        if not parts.path:
+            raise ConfigError("file:// blob store URL has no path", details={"url": redact_url(url)})
+        return "local", unquote(parts.path)
     if scheme in _KUBO_SCHEMES:
         if not parts.hostname:
             raise ConfigError("Kubo API URL has no host", details={"url": redact_url(url)})
-        return KuboBlobReader(url[len("kubo+") :] if scheme.startswith("kubo+") else url)
+        return "kubo", url[len("kubo+") :] if scheme.startswith("kubo+") else url
     # A bare path ("./blobs", "/var/lib/x"); a one-letter scheme would be a Windows drive ("C:\\blobs").
     if scheme == "" or (len(scheme) == 1 and parts.path.startswith(("\\", "/"))):
-        return LocalBlobReader(Path(url))
+        return "local", url
     raise ConfigError(
         "unsupported blob store URL (use file:///path, a path, or http(s)://kubo:5001)",
         details={"url": redact_url(url)},
     )
+
+
+def open_reader(url: str) -> BlobReader:
+    """A read-only reader for the store at ``url`` (see :func:`parse_store_url`)."""
+    kind, where = parse_store_url(url)
+    return LocalBlobReader(Path(where)) if kind == "local" else KuboBlobReader(where)

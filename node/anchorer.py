@@ -1,26 +1,19 @@
 """The anchorer: moves queued records onto the chain in batched ``anchorRecords`` transactions, without loss
 and without anchoring anything twice, across crashes of the node and outages of the chain.
 
-Write-ahead protocol, per batch:
+Each batch goes through the node's write-ahead protocol (node.chain_outbox: sign, persist the signed bytes
+in ``anchor_batches`` with the records marked ``submitted`` in one database transaction, then broadcast; every
+step first reconciles submitted batches with the chain and re-sends lost transactions' same bytes). What is
+the anchorer's own:
 
-1. take the oldest queued records (up to ``max_batch``, or fewer once the oldest waited ``max_wait_ms``);
-2. sign the transaction (which fixes its nonce and hash);
-3. in ONE database transaction store the signed bytes, hash and nonce in ``anchor_batches`` and mark the
-   records ``submitted``;
-4. only then broadcast.
+1. the batch: the oldest queued records (up to ``max_batch``, or fewer once the oldest waited ``max_wait_ms``;
+   a record re-queued ``ISOLATE_AFTER_ATTEMPTS`` times goes alone);
+2. a batch that will never be mined as signed (reverted, or its nonce went to another transaction): each
+   record is looked up on chain (the contract rejects duplicates, so a record anchored by an earlier attempt
+   shows us as its custodian): anchored ones are confirmed, the rest re-queued.
 
-Every step first reconciles each ``submitted`` batch with the chain, so a restart after a crash is no special
-case:
-
-* receipt with status 1 (and enough confirmations) → the records are ``confirmed`` with tx hash and block;
-* receipt with status 0 → each record is looked up on chain (the contract rejects duplicates, so a record
-  anchored by an earlier attempt shows us as its custodian): anchored ones are confirmed, the rest re-queued;
-* no receipt and the node does not know the transaction (crash before broadcast, node restarted without its
-  pool) → the SAME signed bytes are re-broadcast (same nonce, same hash: idempotent); if the node refuses them
-  (the nonce went to another transaction) the records are reconciled one by one as above.
-
-A chain that cannot be reached (:class:`RpcUnavailable`) leaves everything as it is: records stay queued or
-submitted, :meth:`Anchorer.run` backs off and carries on when the chain is back.
+A chain that cannot be reached leaves everything as it is: records stay queued or submitted,
+:meth:`Anchorer.run` backs off and carries on when the chain is back.
 
 One anchorer per node database: two would sign different batches for the same queued records.
 """
@@ -30,22 +23,20 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from eth_utils import to_checksum_address
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from medledger.chain.contracts import RecordRegistryClient
-from medledger.chain.rpc import RpcError, RpcUnavailable
-from medledger.chain.sender import SignedTx, TransactionFailed, TransactionSender
+from medledger.chain.sender import TransactionSender
 from medledger.chain.types import RecordAnchor
 from medledger.errors import ConfigError, MedLedgerError
 from medledger.vocabulary import RecordClass
+from node.chain_outbox import Failure, OutboxStep, PendingWrite, Settled, WriteAheadOutbox, drain_steps
 from node.db import records_by_status
-from node.db.models import AnchorBatch, AnchorOutbox, BatchState, Patient, Record, RecordState, utcnow
+from node.db.models import AnchorBatch, AnchorOutbox, Patient, Record, RecordState, utcnow
 from node.doorbell import Doorbell, run_steps
 
 log = logging.getLogger(__name__)
@@ -62,22 +53,9 @@ class AnchorerConflict(MedLedgerError):
     code = "anchorer_conflict"
 
 
-@dataclass
-class AnchorStep:
-    """What one :meth:`Anchorer.run_once` did."""
-
-    batches: int = 0  # new batches signed, persisted and broadcast
-    submitted: int = 0  # records in those batches
-    confirmed: int = 0  # records confirmed
-    requeued: int = 0  # records put back in the queue (their batch failed)
-    rebroadcast: int = 0  # persisted transactions sent again
-    chain_down: bool = False
-    in_flight: int = 0  # batches submitted and not yet confirmed after this step
-    due_in: float | None = None  # seconds until a partial batch of queued records is due
-
-    @property
-    def idle(self) -> bool:
-        return not (self.batches or self.confirmed or self.requeued or self.rebroadcast)
+class AnchorStep(OutboxStep):
+    """What one :meth:`Anchorer.run_once` did (``batches``: new batches signed, persisted and broadcast;
+    ``submitted``, ``confirmed``, ``requeued``: records; ``rebroadcast``: persisted transactions sent again)."""
 
 
 def _aware(dt: datetime) -> datetime:
@@ -131,20 +109,23 @@ class Anchorer:
         self._get_record = records_client.abi.function("getRecord")
         anchored = next(e for e in records_client.abi.events_by_topic.items() if e[1].name == "RecordAnchored")
         self._anchored_topic = "0x" + anchored[0].hex()
+        self.outbox = WriteAheadOutbox(
+            session_factory,
+            self.sender,
+            AnchorBatch,
+            next_write=self._next_write,
+            mark_submitted=self._mark_submitted,
+            on_confirmed=self._confirm,
+            on_failed=self._reconcile,
+            confirmations=confirmations,
+            max_in_flight=max_in_flight,
+        )
 
     # ------------------------------------------------------------------ loop
 
     def run_once(self) -> AnchorStep:
         """Reconcile submitted batches with the chain, then submit new batches of queued records."""
-        step = AnchorStep()
-        try:
-            self._track(step)
-            self._submit(step)
-        except (RpcUnavailable, RpcError) as exc:
-            # RpcError: a node that answers but fails internally (e.g. still starting) is as good as down.
-            log.warning("chain unavailable, anchoring paused: %s", exc)
-            step.chain_down = True
-        return step
+        return self.outbox.run_once(AnchorStep())
 
     def run(
         self,
@@ -167,97 +148,34 @@ class Anchorer:
         )
 
     def drain(self, *, max_steps: int = 10_000, poll_interval: float = 0.02) -> AnchorStep:
-        """Run steps until nothing is queued or submitted (or ``max_steps``); returns the summed counts."""
-        total = AnchorStep()
-        for _ in range(max_steps):
+        """Run steps until nothing is queued or submitted (or ``max_steps``); returns the summed counts. Stops
+        early while the chain is unreachable (the records stay queued or submitted for :meth:`run`)."""
+
+        def busy() -> bool:
             counts = self.status_counts()
-            if counts[RecordState.QUEUED] == 0 and counts[RecordState.SUBMITTED] == 0:
-                break
-            step = self.run_once()
-            for name in ("batches", "submitted", "confirmed", "requeued", "rebroadcast"):
-                setattr(total, name, getattr(total, name) + getattr(step, name))
-            total.chain_down = step.chain_down
-            if step.chain_down:
-                # Draining is a one-shot catch-up; with the chain unreachable the records stay queued or
-                # submitted for the next run (run() is the loop that waits for the chain to come back).
-                break
-            if step.idle:
-                threading.Event().wait(poll_interval)
-        return total
+            return bool(counts[RecordState.QUEUED] or counts[RecordState.SUBMITTED])
+
+        return drain_steps(self.run_once, busy, AnchorStep(), max_steps=max_steps, poll_interval=poll_interval)
 
     def status_counts(self) -> dict[str, int]:
         return records_by_status(self._sessions)
 
-    # ------------------------------------------------------------------ reconcile
+    # ------------------------------------------------------------------ outcomes
 
-    def _track(self, step: AnchorStep) -> None:
-        with self._sessions() as s:
-            batches = s.execute(
-                select(AnchorBatch.id, AnchorBatch.tx_hash, AnchorBatch.nonce, AnchorBatch.raw_tx)
-                .where(AnchorBatch.status == BatchState.SUBMITTED)
-                .order_by(AnchorBatch.nonce, AnchorBatch.id)
-            ).all()
-        if not batches:
-            return
-        receipts = self.client.rpc.batch([("eth_getTransactionReceipt", [b.tx_hash]) for b in batches])
-        head: int | None = None
-        missing = []
-        for b, r in zip(batches, receipts, strict=True):
-            if r is None:
-                missing.append(b)
-                continue
-            block = int(r["blockNumber"], 16)
-            if int(r["status"], 16) != 1:
-                self._reconcile(b.id, f"transaction {b.tx_hash} reverted in block {block}", step)
-                continue
-            if self.confirmations > 1:
-                head = head if head is not None else self.client.rpc.block_number()
-                if head - block + 1 < self.confirmations:
-                    continue
-            step.confirmed += self._confirm(b.id, b.tx_hash, block)
-        if not missing:
-            return
-        known = self.client.rpc.batch([("eth_getTransactionByHash", [b.tx_hash]) for b in missing])
-        for b, tx in zip(missing, known, strict=True):
-            if tx is not None:
-                continue  # in the node's pool: wait for it to be mined
-            signed = SignedTx(b.tx_hash, bytes(b.raw_tx), b.nonce, self.client.address, 0)
-            try:
-                self.sender.broadcast(signed)
-            except TransactionFailed as exc:
-                # Refused: its nonce went to another transaction, or it raced into a block since the receipt
-                # poll. The chain knows which records are anchored; ask it.
-                self._reconcile(b.id, exc.message[:256], step)
-                continue
-            step.rebroadcast += 1
-            with self._sessions.begin() as s:
-                s.execute(
-                    update(AnchorBatch)
-                    .where(AnchorBatch.id == b.id)
-                    .values(broadcasts=AnchorBatch.broadcasts + 1, updated_at=utcnow())
-                )
-
-    def _confirm(self, batch_id: int, tx_hash: str, block: int) -> int:
-        now = utcnow()
-        with self._sessions.begin() as s:
-            n = s.execute(
-                update(Record)
-                .where(Record.batch_id == batch_id, Record.status == RecordState.SUBMITTED)
-                .values(status=RecordState.CONFIRMED, tx_hash=tx_hash, block_number=block, updated_at=now)
-            ).rowcount
-            s.execute(
-                delete(AnchorOutbox).where(
-                    AnchorOutbox.record_id.in_(select(Record.record_id).where(Record.batch_id == batch_id))
-                )
+    def _confirm(self, s: Session, batch_id: int, tx_hash: str, block: int) -> int:
+        n = s.execute(
+            update(Record)
+            .where(Record.batch_id == batch_id, Record.status == RecordState.SUBMITTED)
+            .values(status=RecordState.CONFIRMED, tx_hash=tx_hash, block_number=block, updated_at=utcnow())
+        ).rowcount
+        s.execute(
+            delete(AnchorOutbox).where(
+                AnchorOutbox.record_id.in_(select(Record.record_id).where(Record.batch_id == batch_id))
             )
-            s.execute(
-                update(AnchorBatch)
-                .where(AnchorBatch.id == batch_id)
-                .values(status=BatchState.CONFIRMED, block_number=block, updated_at=now)
-            )
+        )
         return int(n)
 
-    def _reconcile(self, batch_id: int, reason: str, step: AnchorStep) -> None:
+    def _reconcile(self, batch_id: int, failure: Failure) -> Settled:
         """The batch will never be mined as is: confirm what the chain holds for us, re-queue the rest."""
         with self._sessions() as s:
             ids = [
@@ -288,18 +206,8 @@ class Anchorer:
                     .where(Record.record_id.in_(requeue[i : i + _CHAIN_CALL_CHUNK]))
                     .values(status=RecordState.QUEUED, batch_id=None, tx_hash=None, updated_at=now)
                 )
-            s.execute(
-                update(AnchorBatch)
-                .where(AnchorBatch.id == batch_id)
-                .values(status=BatchState.FAILED, error=reason[:256], updated_at=now)
-            )
-        # The failed transaction's nonce may be free again (or taken): read it anew before the next signature.
-        self.sender.resync_nonce()
-        step.confirmed += len(anchored)
-        step.requeued += len(requeue)
-        log.warning(
-            "anchor batch %s failed (%s): %d anchored, %d re-queued", batch_id, reason, len(anchored), len(requeue)
-        )
+            self.outbox.record_failure(s, batch_id, failure)
+        return Settled(confirmed=len(anchored), requeued=len(requeue))
 
     def _chain_states(self, ids: Sequence[bytes]) -> dict[bytes, tuple[str, int, int]]:
         """(custodian, anchored block, status) of each record on chain, read in JSON-RPC batches."""
@@ -341,11 +249,7 @@ class Anchorer:
 
     # ------------------------------------------------------------------ submit
 
-    def _in_flight(self) -> int:
-        with self._sessions() as s:
-            return int(s.scalar(select(func.count()).where(AnchorBatch.status == BatchState.SUBMITTED)) or 0)
-
-    def _next_batch(self, step: AnchorStep) -> list[Any]:
+    def _next_write(self, step: OutboxStep) -> PendingWrite | None:
         with self._sessions() as s:
             rows = s.execute(
                 select(
@@ -363,73 +267,49 @@ class Anchorer:
                 .order_by(AnchorOutbox.enqueued_at, AnchorOutbox.record_id)
                 .limit(self.max_batch)
             ).all()
-        if rows and rows[0].attempts >= ISOLATE_AFTER_ATTEMPTS:
-            return rows[:1]
-        if len(rows) < self.max_batch and rows:
+        if not rows:
+            return None
+        if rows[0].attempts >= ISOLATE_AFTER_ATTEMPTS:
+            rows = rows[:1]
+        elif len(rows) < self.max_batch:
             waited = self._clock() - _aware(rows[0].enqueued_at)
             if waited < self.max_wait:
                 step.due_in = (self.max_wait - waited).total_seconds()
-                return []  # not full and nobody has waited long enough: let the batch fill
-        return list(rows)
-
-    def _submit(self, step: AnchorStep) -> None:
-        in_flight = step.in_flight = self._in_flight()
-        while in_flight < self.max_in_flight:
-            rows = self._next_batch(step)
-            if not rows:
-                return
-            anchors = [
-                RecordAnchor(
-                    bytes(r.record_id),
-                    r.address,
-                    bytes(r.commitment),
-                    RecordClass(r.record_class),
-                    _unix(r.clinical_time),
-                )
-                for r in rows
-            ]
-            ids = [a.record_id for a in anchors]
-            self.sender.send_write_ahead(
-                self.client.address,
-                self.client.encode_anchor_records(anchors),
-                gas=RecordRegistryClient.anchor_gas(len(anchors)),
-                persist=lambda signed, ids=ids: self._persist(signed, ids),
+                return None  # not full and nobody has waited long enough: let the batch fill
+        anchors = [
+            RecordAnchor(
+                bytes(r.record_id),
+                r.address,
+                bytes(r.commitment),
+                RecordClass(r.record_class),
+                _unix(r.clinical_time),
             )
-            step.batches += 1
-            step.submitted += len(ids)
-            in_flight = step.in_flight = in_flight + 1
+            for r in rows
+        ]
+        return PendingWrite(
+            self.client.address,
+            self.client.encode_anchor_records(anchors),
+            RecordRegistryClient.anchor_gas(len(anchors)),
+            [a.record_id for a in anchors],
+            columns={"record_count": len(anchors)},
+        )
 
-    def _persist(self, signed: SignedTx, ids: list[bytes]) -> None:
+    def _mark_submitted(self, s: Session, batch_id: int, ids: Sequence[bytes]) -> None:
         now = utcnow()
-        with self._sessions.begin() as s:
-            batch = AnchorBatch(
-                tx_hash=signed.tx_hash,
-                nonce=signed.nonce,
-                sender=self.address,
-                raw_tx=signed.raw,
-                record_count=len(ids),
-                status=BatchState.SUBMITTED,
-                broadcasts=1,
-                created_at=now,
-                updated_at=now,
+        tx_hash = s.get_one(AnchorBatch, batch_id).tx_hash  # just inserted: from the session, no query
+        moved = 0
+        for i in range(0, len(ids), _CHAIN_CALL_CHUNK):
+            chunk = ids[i : i + _CHAIN_CALL_CHUNK]
+            moved += s.execute(
+                update(Record)
+                .where(Record.record_id.in_(chunk), Record.status == RecordState.QUEUED)
+                .values(status=RecordState.SUBMITTED, batch_id=batch_id, tx_hash=tx_hash, updated_at=now)
+            ).rowcount
+            s.execute(
+                update(AnchorOutbox).where(AnchorOutbox.record_id.in_(chunk)).values(attempts=AnchorOutbox.attempts + 1)
             )
-            s.add(batch)
-            s.flush()
-            moved = 0
-            for i in range(0, len(ids), _CHAIN_CALL_CHUNK):
-                chunk = ids[i : i + _CHAIN_CALL_CHUNK]
-                moved += s.execute(
-                    update(Record)
-                    .where(Record.record_id.in_(chunk), Record.status == RecordState.QUEUED)
-                    .values(status=RecordState.SUBMITTED, batch_id=batch.id, tx_hash=signed.tx_hash, updated_at=now)
-                ).rowcount
-                s.execute(
-                    update(AnchorOutbox)
-                    .where(AnchorOutbox.record_id.in_(chunk))
-                    .values(attempts=AnchorOutbox.attempts + 1)
-                )
-            if moved != len(ids):
-                raise AnchorerConflict("queued records changed under the anchorer: is a second anchorer running?")
+        if moved != len(ids):
+            raise AnchorerConflict("queued records changed under the anchorer: is a second anchorer running?")
 
 
 __all__ = ["ISOLATE_AFTER_ATTEMPTS", "AnchorStep", "Anchorer", "AnchorerConflict"]

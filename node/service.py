@@ -30,6 +30,7 @@ from medledger.errors import ConfigError
 from node.access_journal import AccessJournal
 from node.access_logger import AccessLogger
 from node.anchorer import Anchorer
+from node.chain_outbox import ChainWriter
 from node.config import NodeConfig
 from node.consent import ConsentDecider
 from node.db import open_node_db
@@ -169,8 +170,23 @@ class NodeServices:
         return DeploymentManifest.load(manifest_path(self.rpc.chain_id(), self.config.deployments_path))
 
     @cached_property
+    def sender(self) -> TransactionSender:
+        """The node's account on chain: every transaction of this node is signed and sent through it."""
+        return TransactionSender(self.rpc, self.keystore.account)
+
+    @cached_property
     def contracts(self) -> Contracts:
-        return Contracts.from_manifest(self.rpc, self.manifest, TransactionSender(self.rpc, self.keystore.account))
+        return Contracts.from_manifest(self.rpc, self.manifest, self.sender)
+
+    @cached_property
+    def chain_writer(self) -> ChainWriter:
+        """The queue of the node's single contract writes: a workflow registers its kinds' handlers when its
+        module opens and enqueues calls in its own database transactions (node.chain_outbox)."""
+        return ChainWriter(
+            self.sessions,
+            lambda: self.sender,
+            confirmations=self.config.anchor.confirmations,
+        )
 
     def anchorer(self) -> Anchorer:
         a = self.config.anchor

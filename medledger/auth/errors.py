@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from medledger.errors import MedLedgerError
+from medledger.errors import MedLedgerError, define
 
 __all__ = [
     "HTTPSIG_CODES",
@@ -20,33 +20,40 @@ __all__ = [
     "SiweFailure",
 ]
 
+#: Sign-In with Ethereum (medledger.auth.siwe): each code names the check the message or signature failed.
 SIWE_CODES = frozenset(
-    {
-        "siwe_malformed",
-        "siwe_bad_signature",
-        "siwe_wrong_domain",
-        "siwe_wrong_uri",
-        "siwe_wrong_chain",
-        "siwe_expired",
-        "siwe_not_yet_valid",
-        "siwe_stale",
-        "siwe_nonce_mismatch",
-    }
+    entry.code
+    for entry in (
+        define("siwe_malformed", 401, "the sign-in message does not follow the EIP-4361 grammar exactly"),
+        define("siwe_bad_signature", 401, "the sign-in signature is malformed or not by the message's address"),
+        define("siwe_wrong_domain", 401, "the sign-in message is for another domain"),
+        define("siwe_wrong_uri", 401, "the sign-in message is for another URI"),
+        define("siwe_wrong_chain", 401, "the sign-in message is for another chain"),
+        define("siwe_expired", 401, "the sign-in message has expired"),
+        define("siwe_not_yet_valid", 401, "the sign-in message is not valid yet"),
+        define("siwe_stale", 401, "the sign-in message was issued too long ago or in the future"),
+        define("siwe_nonce_mismatch", 401, "the sign-in message's nonce is not the one issued"),
+    )
 )
 
+#: Signed HTTP requests (medledger.auth.httpsig, an RFC 9421 profile).
 HTTPSIG_CODES = frozenset(
-    {
-        "sig_missing",
-        "sig_malformed",
-        "sig_unsupported",
-        "sig_components",
-        "sig_digest_mismatch",
-        "sig_bad_signature",
-        "sig_stale",
-        "sig_expired",
-        "sig_replayed",
-    }
+    entry.code
+    for entry in (
+        define("sig_missing", 401, "the request is not signed (Signature-Input, Signature or Content-Digest missing)"),
+        define("sig_malformed", 401, "a signature header or parameter is malformed"),
+        define("sig_unsupported", 401, "the signature uses an algorithm or digest outside the profile"),
+        define("sig_components", 401, "the signature does not cover exactly the profile's components"),
+        define("sig_digest_mismatch", 401, "Content-Digest does not match the body"),
+        define("sig_bad_signature", 401, "the signature does not verify for its keyid"),
+        define("sig_stale", 401, "the signature was created too far from now"),
+        define("sig_expired", 401, "the signature has expired"),
+        define("sig_replayed", 401, "the signature's nonce was already used"),
+    )
 )
+
+define("unauthenticated", 401, "no valid credential: missing, malformed, unknown, expired or revoked")
+define("nonce_store_full", 503, "the replay cache is full; retry later")
 
 
 class AuthFailure(MedLedgerError):

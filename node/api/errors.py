@@ -1,7 +1,9 @@
 """How errors look on the wire: every failure is ``{"error": {"code", "message", "details"}}`` with a 4xx/5xx.
 
-Clients branch on ``code`` (stable), people read ``message``. Unknown exceptions become a bare 500 with code
-``internal_error`` and no detail: internals and PHI never leak into a response.
+Clients branch on ``code`` (stable), people read ``message``. The status is the one the code is declared with in
+the error registry (medledger.errors; the node's codes are in node.error_codes). Unknown exceptions, and errors
+whose code nobody declared, become a bare 500 with code ``internal_error`` and no detail: internals and PHI never
+leak into a response.
 """
 
 from __future__ import annotations
@@ -14,59 +16,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from medledger.chain.rpc import RpcUnavailable
-from medledger.errors import ConfigError, InputError, MedLedgerError
+from medledger.errors import MedLedgerError, lookup
+from node.api.responses import document_error_codes
 
 log = logging.getLogger("medledger.node.api")
-
-#: Status per error code where the class default is not right.
-_STATUS_BY_CODE = {
-    "payload_too_large": 413,
-    "unauthenticated": 401,
-    "token_expired": 401,
-    "siwe_nonce_invalid": 401,
-    "invalid_signature": 401,
-    "signature_expired": 401,
-    "wrong_chain": 401,
-    "forbidden": 403,
-    "consent_denied": 403,
-    "not_a_member": 403,
-    "role_required": 403,
-    "not_grant_patient": 403,
-    "not_record_patient": 403,
-    "not_emergency_member": 403,
-    "not_found": 404,
-    "record_not_found": 404,
-    "patient_not_found": 404,
-    "unknown_grant": 404,
-    "patient_key_missing": 409,
-    "record_not_anchored": 409,
-    "requester_key_missing": 409,
-    "nonce_mismatch": 409,
-    "grant_already_revoked": 409,
-    "break_glass_already_open": 409,
-    "record_busy": 409,
-    "record_erased": 410,
-    "unsupported_media_type": 415,
-    "unknown_format": 415,
-    "invalid_grant": 422,
-    "invalid_address": 422,
-    "invalid_encryption_key": 422,
-    "deadline_too_far": 422,
-    "custodian_unreachable": 502,
-    "custodian_error": 502,
-    "ciphertext_mismatch": 502,
-    "blob_corrupted": 500,
-    "blob_not_found": 500,
-    "nonce_store_full": 503,
-    "ledger_unavailable": 503,
-    "access_log_unavailable": 503,
-    "relayer_not_authorized": 503,
-    "break_glass_refused": 409,
-}
-
-#: Authentication-library codes (medledger.auth): sign-in (``siwe_*``) and signed requests (``sig_*``).
-_UNAUTHENTICATED_PREFIXES = ("siwe_", "sig_")
 
 
 class ApiError(MedLedgerError):
@@ -77,23 +30,16 @@ class ApiError(MedLedgerError):
         self.status = status
 
 
-def status_for(exc: MedLedgerError) -> int:
+def status_for(exc: MedLedgerError) -> int | None:
+    """The status ``exc`` answers with: the one its code is declared with (medledger.errors.define); None if its
+    code is declared nowhere, a programming error the handler answers as ``internal_error``."""
     if isinstance(exc, ApiError):
-        return exc.status
+        return exc.status if lookup(exc.code) is not None else None
     status = getattr(exc, "status", None)
     if isinstance(status, int) and 400 <= status < 500:
-        return status  # an error relayed from another node keeps that node's status
-    if exc.code in _STATUS_BY_CODE:
-        return _STATUS_BY_CODE[exc.code]
-    if exc.code.startswith(_UNAUTHENTICATED_PREFIXES):
-        return 401
-    if isinstance(exc, InputError):
-        return 422
-    if isinstance(exc, RpcUnavailable):
-        return 503
-    if isinstance(exc, ConfigError):
-        return 500
-    return 400
+        return status  # an error relayed from another node keeps that node's status (and code, known here or not)
+    entry = lookup(exc.code)
+    return entry.status if entry is not None else None
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -101,11 +47,23 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
 
 
 def install(app: FastAPI) -> None:
-    """Register the handlers that give every error the shape above."""
+    """Register the handlers that give every error the shape above, and list every error code in the app's
+    OpenAPI document (generated on first use, once every module has declared its codes)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_error_codes(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(MedLedgerError)
     async def _medledger(_: Request, exc: MedLedgerError) -> JSONResponse:
         status = status_for(exc)
+        if status is None:
+            log.error("error code %r (%s) is not declared in the error registry", exc.code, type(exc).__name__)
+            return JSONResponse(error_body("internal_error", "internal error"), status_code=500)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=status, headers=headers)
 

@@ -1,10 +1,23 @@
-"""The shared error shape in the OpenAPI document: every route lists the statuses it can return."""
+"""The shared error shape in the OpenAPI document: every route lists the statuses it can return, and each status
+lists the codes answered with it, generated from the error registry (medledger.errors).
+
+Routes call :func:`errors` when they are defined; a module loaded later (a workflow) may declare more codes, so
+:func:`document_error_codes` fills the descriptions in again when the document is generated (node.api.errors
+installs it).
+"""
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from pydantic import BaseModel
+
+import node.error_codes  # noqa: F401  (the node's codes are declared before any route asks for them)
+from medledger.errors import CODES
+
+#: The OpenAPI extension naming the codes of a response (per response) or of the whole API (at the root).
+EXTENSION = "x-error-codes"
 
 
 class ErrorDetail(BaseModel):
@@ -17,27 +30,46 @@ class ErrorReply(BaseModel):
     error: ErrorDetail
 
 
-_ERROR_TEXT = {
-    401: "not authenticated: `unauthenticated`, `token_expired`, `siwe_*` (sign-in), `sig_*` (signed request: "
-    "missing, malformed, stale, expired, replayed, bad signature) or a relayed signature that does not verify "
-    "(`invalid_signature`, `signature_expired`, `wrong_chain`)",
-    403: "not allowed: `forbidden`, `consent_denied`, `not_a_member`, `role_required`, `not_grant_patient`, "
-    "`not_record_patient`, `not_emergency_member`",
-    404: "`record_not_found`, `unknown_grant`, `not_found`",
-    409: "state conflict: `record_not_anchored`, `requester_key_missing`, `nonce_mismatch`, "
-    "`grant_already_revoked`, `break_glass_already_open`, `record_busy`, `patient_key_missing`",
-    410: "`record_erased`: destroyed at the patient's request; details carry the erasure marker's transaction",
-    413: "`payload_too_large`: the body exceeds the limit",
-    415: "`unknown_format`: the body is not HL7 v2, DICOM or FHIR JSON",
-    422: "the input is invalid: `invalid_request` (schema), `invalid_address`, `invalid_grant`, "
-    "`invalid_record_id`, `invalid_purpose`, `deadline_too_far`, `empty_body` or an ingest error code",
-    502: "another institution's node failed: `custodian_unreachable`, `custodian_error`, `ciphertext_mismatch`",
-    503: "`ledger_unavailable` (consent cannot be checked), `access_log_unavailable`, `chain_unavailable`",
-    500: "`internal_error`: an unexpected failure (details are in the node's log only); `blob_corrupted` / "
-    "`blob_not_found`: the stored ciphertext failed its integrity check (nothing was released)",
-}
+def describe(status: int) -> str:
+    """Markdown for one error status: its phrase and every API code declared with it."""
+    lines = [f"- `{e.code}`: {e.description}" for e in CODES.with_status(status)]
+    head = HTTPStatus(status).phrase
+    if status == 401:
+        head += " (with `WWW-Authenticate: Bearer`)"
+    return (f"{head}. Codes:\n\n" + "\n".join(lines)) if lines else f"{head}."
+
+
+def _response(status: int) -> dict[str, Any]:
+    return {"description": describe(status), EXTENSION: [e.code for e in CODES.with_status(status)]}
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for the error statuses a route can return, all with the shared error shape."""
-    return {s: {"model": ErrorReply, "description": _ERROR_TEXT[s]} for s in (*statuses, 500)}
+    return {s: {"model": ErrorReply, **_response(s)} for s in (*statuses, 500)}
+
+
+def document_error_codes(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` (an OpenAPI document) with every error response's codes as the registry has them now, and the
+    root listing every code of the API with its status, including statuses no route declares."""
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            for status, response in (operation.get("responses") or {}).items() if isinstance(operation, dict) else ():
+                if EXTENSION in response:
+                    response.update(_response(int(status)))
+    schema[EXTENSION] = {e.code: {"status": e.status, "description": e.description} for e in CODES if e.api}
+    return schema
+
+
+#: The packages whose codes docs/node.md lists; a workflow's codes are in its own chapter of the docs.
+NODE_PACKAGES = ("medledger", "node", "indexer")
+
+
+def markdown_table(packages: tuple[str, ...] = NODE_PACKAGES) -> str:
+    """An error-code table for the docs: every API code declared in ``packages``, by status."""
+    rows = ["| status | code | meaning |", "|---|---|---|"]
+    rows += [
+        f"| {e.status} | `{e.code}` | {e.description} |"
+        for e in sorted(CODES, key=lambda e: e.status)
+        if e.api and e.owner.split(".", 1)[0] in packages
+    ]
+    return "\n".join(rows)

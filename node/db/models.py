@@ -95,24 +95,30 @@ class Patient(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
-class AnchorBatch(Base):
-    """One signed ``anchorRecords`` transaction, persisted before it is broadcast."""
-
-    __tablename__ = "anchor_batches"
-    __table_args__ = (CheckConstraint("status in ('submitted', 'confirmed', 'failed')", name="status"),)
+class WriteAheadBatch:
+    """The columns every write-ahead batch table shares (anchor_batches, access_batches): one signed
+    transaction, persisted before it is broadcast, and where it stands (node.chain_outbox drives it)."""
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tx_hash: Mapped[str] = mapped_column(String(HASH), unique=True)
     nonce: Mapped[int] = mapped_column(BigInteger)
     sender: Mapped[str] = mapped_column(String(ADDR))
     raw_tx: Mapped[bytes] = mapped_column(LargeBinary)
-    record_count: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default=BatchState.SUBMITTED, index=True)
     block_number: Mapped[int | None] = mapped_column(BigInteger)
-    broadcasts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AnchorBatch(WriteAheadBatch, Base):
+    """One signed ``anchorRecords`` transaction, persisted before it is broadcast."""
+
+    __tablename__ = "anchor_batches"
+    __table_args__ = (CheckConstraint("status in ('submitted', 'confirmed', 'failed')", name="status"),)
+
+    record_count: Mapped[int] = mapped_column(Integer)
+    broadcasts: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Record(Base):
@@ -174,23 +180,13 @@ class AccessState(StrEnum):
     CONFIRMED = "confirmed"  # on chain
 
 
-class AccessBatch(Base):
+class AccessBatch(WriteAheadBatch, Base):
     """One signed ``logAccesses`` transaction, persisted before it is broadcast (as AnchorBatch)."""
 
     __tablename__ = "access_batches"
     __table_args__ = (CheckConstraint("status in ('submitted', 'confirmed', 'failed')", name="status"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    tx_hash: Mapped[str] = mapped_column(String(HASH), unique=True)
-    nonce: Mapped[int] = mapped_column(BigInteger)
-    sender: Mapped[str] = mapped_column(String(ADDR))
-    raw_tx: Mapped[bytes] = mapped_column(LargeBinary)
     entry_count: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16), default=BatchState.SUBMITTED, index=True)
-    block_number: Mapped[int | None] = mapped_column(BigInteger)
-    error: Mapped[str | None] = mapped_column(String(256))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class AccessEntry(Base):
@@ -369,6 +365,7 @@ __all__ = [
     "SeenNonce",
     "SiweNonce",
     "Staff",
+    "WriteAheadBatch",
     "WriteState",
     "utcnow",
 ]

@@ -7,11 +7,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
+from medledger.blobs import parse_store_url
 from medledger.cid import cid_for, parse_cid, validate_cid
-from medledger.errors import ConfigError
-from medledger.redact import redact_url
 from node.storage.base import BlobCorrupted, BlobNotFound, BlobStore, BlobStoreUnavailable
 from node.storage.kubo import KuboBlobStore
 from node.storage.local import LocalBlobStore
@@ -32,25 +30,5 @@ __all__ = [
 
 def open_store(url: str) -> BlobStore:
     """The blob store configured by ``url``; ``ConfigError`` for anything unrecognised."""
-    if not isinstance(url, str) or not url.strip():
-        raise ConfigError("blob store URL is empty")
-    url = url.strip()
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme == "file":
-        if parts.netloc not in ("", "localhost"):
-            raise ConfigError("file:// blob store URLs must be local (file:///path)", details={"url": redact_url(url)})
-        if not parts.path:
-            raise ConfigError("file:// blob store URL has no path", details={"url": redact_url(url)})
-        return LocalBlobStore(Path(unquote(parts.path)))
-    if scheme in ("http", "https", "kubo+http", "kubo+https"):
-        if not parts.hostname:
-            raise ConfigError("Kubo API URL has no host", details={"url": redact_url(url)})
-        return KuboBlobStore(url[len("kubo+") :] if scheme.startswith("kubo+") else url)
-    # A bare path ("./blobs", "/var/lib/x"); a one-letter scheme would be a Windows drive ("C:\\blobs").
-    if scheme == "" or (len(scheme) == 1 and parts.path.startswith(("\\", "/"))):
-        return LocalBlobStore(Path(url))
-    raise ConfigError(
-        "unsupported blob store URL (use file:///path, a path, or http(s)://kubo:5001)",
-        details={"url": redact_url(url)},
-    )
+    kind, where = parse_store_url(url)  # one spelling of store URLs for the node and read-only readers
+    return LocalBlobStore(Path(where)) if kind == "local" else KuboBlobStore(where)

@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from medledger.blobs import KUBO_NOT_FOUND_MARKERS, kubo_message
 from medledger.cid import parse_cid, validate_cid
 from medledger.errors import ConfigError
 from medledger.redact import redact_url
@@ -32,17 +33,6 @@ from node.storage.base import BlobCorrupted, BlobNotFound, BlobStore, BlobStoreU
 
 #: Kubo's default chunk size, pinned explicitly so CIDs do not change with the daemon's configuration.
 DEFAULT_CHUNKER = "size-262144"
-_NOT_FOUND_MARKERS = ("not found", "no link named", "block was not found locally")
-
-
-def _kubo_message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200]
-    if isinstance(body, dict):
-        return str(body.get("Message", ""))[:200]
-    return ""
 
 
 def parse_add_response(text: str) -> str:
@@ -103,8 +93,8 @@ class KuboBlobStore(BlobStore):
             ) from None
         if response.status_code == 200:
             return response
-        message = _kubo_message(response)
-        if cid is not None and any(m in message.lower() for m in _NOT_FOUND_MARKERS):
+        message = kubo_message(response)
+        if cid is not None and any(m in message.lower() for m in KUBO_NOT_FOUND_MARKERS):
             raise BlobNotFound("blob not found", details={"cid": cid})
         raise BlobStoreUnavailable(
             "Kubo API call failed",

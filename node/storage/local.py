@@ -55,12 +55,12 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from medledger.blobs import PACK_NAME  # the on-disk layout is shared with medledger.blobs' read-only reader
 from medledger.cid import cid_from_digest, parse_cid
 from medledger.db import enable_wal
 from node.storage.base import BlobCorrupted, BlobNotFound, BlobStore
 
 _TMP_PREFIX = ".tmp-"
-PACK_NAME = "packs.db"
 #: How long a writer waits for another process's pack transaction (a batch commit takes milliseconds).
 _BUSY_TIMEOUT_S = 30.0
 _SCHEMA = "CREATE TABLE IF NOT EXISTS blobs (cid TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID"

@@ -116,6 +116,7 @@ def test_a_module_enabled_in_node_toml_serves_its_routes_runs_its_worker_and_own
     # The node's own API is still there, and the spec documents the module's routes.
     spec = httpx.get(f"{url}/openapi.json").json()
     assert {"/v1/toy/notes", "/v1/toy/greeting", "/v1/ingest", "/v1/me/timeline"} <= set(spec["paths"])
+    assert spec["x-error-codes"]["toy_note_invalid"]["status"] == 422  # its error code, from the registry
 
     # Its command group is mounted on the `medledger` command of an installation that has the module.
     out = subprocess.run(
