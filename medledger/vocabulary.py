@@ -112,6 +112,12 @@ class AuthKind(IntEnum):
     PATIENT = 3
     CUSTODIAN = 4
 
+    @classmethod
+    def label(cls, code: int) -> str:
+        """The lower-case name of ``code`` (``break_glass``), the API's word for it, or the number itself if it
+        is not a known kind."""
+        return _label(cls, code)
+
 
 class RecordStatus(IntEnum):
     """Life-cycle of an anchored record (RecordRegistry.Status)."""

@@ -6,31 +6,18 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from medledger.addresses import checksummed
 from medledger.errors import MedLedgerError
 from node.api.deps import Staff, services_of, staff_requester
+from node.api.params import Limit, purpose_of, record_id_of
 from node.api.responses import errors
-from node.api.sharing import Limit, TimelinePage, purpose_of, record_id_of, timeline_page
+from node.api.schemas import BreakGlassReply, BreakGlassRequest, TimelinePage
+from node.api.shaping import timeline_page
 from node.auth import StaffRole
 
 router = APIRouter()
-
-
-class BreakGlassRequest(BaseModel):
-    reason: str = Field(min_length=10, max_length=1000, description="why (kept on this node; its hash on chain)")
-    duration_seconds: int = Field(default=3600, ge=60, le=86400)
-
-
-class BreakGlassReply(BaseModel):
-    break_glass_id: int
-    patient: str
-    accessor: str
-    expires_at: int
-    tx_hash: str
-    block_number: int
 
 
 @router.get(

@@ -25,9 +25,17 @@ class SharingModule(NodeModule):
     summary = "Consent-checked sharing: sign-in, relayed consent, release, the patient's views, audit."
 
     def routers(self, ctx: ModuleContext) -> Sequence[ModuleRouter]:
-        from node.api import clinical, sharing
+        from node.api import audit, clinical, consent, me, records, signin
 
-        return [ModuleRouter(sharing.router), ModuleRouter(clinical.router)]
+        # In this order the OpenAPI document lists the routes as it always has.
+        return [
+            ModuleRouter(signin.router),
+            ModuleRouter(consent.router),
+            ModuleRouter(records.router),
+            ModuleRouter(me.router),
+            ModuleRouter(audit.router),
+            ModuleRouter(clinical.router),
+        ]
 
 
 ingest = IngestModule()
