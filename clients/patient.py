@@ -158,6 +158,19 @@ class PatientClient:
     def notifications(self, url: str | None = None) -> list[dict[str, Any]]:
         return list(self.session(url).get("/v1/me/notifications"))
 
+    def contacts(self, url: str | None = None) -> list[dict[str, Any]]:
+        """Where the node at ``url`` (default: home) also sends my notifications."""
+        return list(self.session(url).get("/v1/me/notification-contacts"))
+
+    def add_contact(self, channel: str, destination: str, url: str | None = None) -> dict[str, Any]:
+        """Also receive the node's notifications by ``channel`` (email, sms, voice, push) at ``destination``."""
+        return dict(
+            self.session(url).post("/v1/me/notification-contacts", {"channel": channel, "destination": destination})
+        )
+
+    def remove_contact(self, contact_id: int, url: str | None = None) -> None:
+        self.session(url).request("DELETE", f"/v1/me/notification-contacts/{contact_id}")
+
     # ------------------------------------------------------------------ records
 
     def _entry(self, record_id: str) -> dict[str, Any]:

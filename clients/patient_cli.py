@@ -168,6 +168,49 @@ def notifications(
     console.print(table)
 
 
+@app.command(
+    epilog="Examples:\n\n  medledger patient contacts\n\n"
+    "  medledger patient contacts --add email:me@example.org\n\n"
+    "  medledger patient contacts --add sms:+8613800138000 --node http://127.0.0.1:8702\n\n"
+    "  medledger patient contacts --remove 3"
+)
+@cli_errors
+def contacts(
+    add: Annotated[
+        str | None,
+        typer.Option(
+            "--add",
+            help="Also send this node's notifications here: email:ADDRESS, sms:+PHONE, voice:+PHONE.",
+            metavar="CHANNEL:DESTINATION",
+        ),
+    ] = None,
+    remove: Annotated[int | None, typer.Option("--remove", min=1, help="Stop sending to this contact id.")] = None,
+    node: NodeOpt = DEFAULT_NODE,
+    wallet: WalletOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Where a node sends your notifications besides its inbox (e-mail, SMS, voice). Messages say only what
+    happened and where to look; the details stay in the inbox. Contacts are kept per node."""
+    with _client(node, wallet) as client:
+        if add is not None:
+            channel, sep, destination = add.partition(":")
+            if not sep or not destination:
+                raise InputError("--add takes CHANNEL:DESTINATION, e.g. email:me@example.org", code="usage")
+            client.add_contact(channel.strip().lower(), destination, node)
+        if remove is not None:
+            client.remove_contact(remove, node)
+        rows = client.contacts(node)
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title=f"notification contacts at {node}: {len(rows)}")
+    for col in ("id", "channel", "destination", "since"):
+        table.add_column(col)
+    for c in rows:
+        table.add_row(str(c["id"]), c["channel"], c["destination"], c["created_at"][:19])
+    console.print(table)
+
+
 # ---------------------------------------------------------------------------------------------- actions
 
 

@@ -29,6 +29,7 @@ from medledger.errors import MedLedgerError
 from medledger.vocabulary import AuthKind, Purpose
 from node.db.fast_insert import fast_insert, insert_ignoring_conflicts
 from node.db.models import AccessEntry, AccessState, Notification, SeenNonce, utcnow
+from node.notifications.notices import Notice
 
 _table = AccessEntry.__table__
 _notifications = Notification.__table__
@@ -72,22 +73,10 @@ class JournalEntry:
         }
 
 
-@dataclass(frozen=True)
-class NotificationDraft:
-    """A message for the notification outbox (node.db.models.Notification)."""
-
-    recipient: str
-    kind: str
-    payload: dict[str, Any]
-
-    def row(self) -> dict[str, Any]:
-        return {"recipient": self.recipient, "kind": self.kind, "payload": self.payload, "created_at": utcnow()}
-
-
 @dataclass
 class _Pending:
     entry: JournalEntry
-    notify: NotificationDraft | None = None
+    notify: Notice | None = None
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
     #: Set for callers awaiting on an event loop (append_async): resolved from the writer thread.
@@ -144,7 +133,7 @@ class AccessJournal:
 
         return durable
 
-    def append(self, entry: JournalEntry, *, notify: NotificationDraft | None = None) -> None:
+    def append(self, entry: JournalEntry, *, notify: Notice | None = None) -> None:
         """Journal one access (and, in the same transaction, its notification) and return once it is durable;
         raises :class:`JournalUnavailable` otherwise."""
         self._ensure_started()
@@ -155,7 +144,7 @@ class AccessJournal:
         if pending.error is not None:
             raise JournalUnavailable("the access could not be journaled; nothing was released") from pending.error
 
-    async def append_async(self, entry: JournalEntry, *, notify: NotificationDraft | None = None) -> None:
+    async def append_async(self, entry: JournalEntry, *, notify: Notice | None = None) -> None:
         """:meth:`append` for event-loop callers: awaits the commit instead of blocking a thread on it."""
         self._ensure_started()
         loop = asyncio.get_running_loop()

@@ -36,9 +36,32 @@ class AccessLogSettings:
     max_wait_ms: int = 500
 
 
+@dataclass
+class NotificationSettings:
+    """Outbound notification channels (node.notifications); every notice is in its recipient's in-app inbox
+    whatever is set here. Empty URLs: that channel is off."""
+
+    #: E-mail: ``smtp://[user@]host:port`` (STARTTLS when offered), ``smtp+plain://`` or ``smtps://``.
+    smtp_url: str = ""
+    smtp_from: str = ""
+    #: The environment variable holding the SMTP password (never this file).
+    smtp_password_env: str = "MEDLEDGER_SMTP_PASSWORD"
+    #: SMS / voice / web push: the HTTP gateway that takes one JSON POST per message.
+    gateway_url: str = ""
+    gateway_channels: list[str] = field(default_factory=lambda: ["sms", "voice"])
+    gateway_token_env: str = "MEDLEDGER_GATEWAY_TOKEN"
+    #: Sends of one delivery before it fails; the first retry waits retry_base_s, doubling each time.
+    max_attempts: int = 8
+    retry_base_s: float = 5.0
+
+
 #: The node's own sections of node.toml: key -> settings type. Every other table is a module's section
 #: (``[<module name>]``), checked by that module when the node opens (node.modules).
-_SECTIONS: dict[str, type] = {"anchor": AnchorSettings, "access_log": AccessLogSettings}
+_SECTIONS: dict[str, type] = {
+    "anchor": AnchorSettings,
+    "access_log": AccessLogSettings,
+    "notifications": NotificationSettings,
+}
 #: What a node runs when node.toml names no modules: the institution node's ingest and sharing APIs.
 DEFAULT_MODULES = ("ingest", "sharing")
 
@@ -78,6 +101,7 @@ class NodeConfig:
     modules: list[str] = field(default_factory=lambda: list(DEFAULT_MODULES))
     anchor: AnchorSettings = field(default_factory=AnchorSettings)
     access_log: AccessLogSettings = field(default_factory=AccessLogSettings)
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
     #: The modules' own sections (``[<module name>]``), as read; each module validates its own.
     module_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
 

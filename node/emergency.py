@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from medledger.addresses import checksummed
@@ -18,9 +17,10 @@ from medledger.chain.abi import ContractRevert
 from medledger.chain.contracts import ConsentRegistryClient
 from medledger.errors import InputError, MedLedgerError
 from medledger.vocabulary import Role
-from node.db.models import BreakGlassNote, Notification, utcnow
+from node.db.models import BreakGlassNote
 from node.identity import Requester
 from node.ledger_view import LedgerView
+from node.notifications import Notice, NoticeKind, NotificationService, Recipient
 
 MIN_REASON = 10
 MAX_REASON = 1000
@@ -33,9 +33,15 @@ class BreakGlassRefused(MedLedgerError):
 
 class BreakGlassService:
     def __init__(
-        self, sessions: sessionmaker[Session], consent: ConsentRegistryClient, view: LedgerView, address: str
+        self,
+        sessions: sessionmaker[Session],
+        consent: ConsentRegistryClient,
+        view: LedgerView,
+        address: str,
+        notices: NotificationService,
     ) -> None:
         self._sessions = sessions
+        self.notices = notices
         self.consent = consent
         self.view = view
         self.address = address
@@ -71,11 +77,12 @@ class BreakGlassService:
                     tx_hash=receipt.tx_hash,
                 )
             )
-            s.execute(
-                insert(Notification).values(
-                    recipient=p,
-                    kind="break_glass_opened",
-                    payload={
+            self.notices.notify(
+                s,
+                Notice(
+                    Recipient.patient(p),
+                    NoticeKind.BREAK_GLASS_OPENED,
+                    {
                         "break_glass_id": bid,
                         "accessor": self.address,
                         "reason": reason,
@@ -83,8 +90,7 @@ class BreakGlassService:
                         "tx_hash": receipt.tx_hash,
                         "block_number": receipt.block_number,
                     },
-                    created_at=utcnow(),
-                )
+                ),
             )
         self.view.sync()
         return {

@@ -28,7 +28,7 @@ define("invalid_record_id", 422, "a record id is not 32 bytes of 0x-prefixed hex
 define("empty_body", 422, "the request body is empty")
 define("payload_too_large", 413, "the body (or an ingested file) exceeds max_payload_bytes")
 
-# node.api.sharing
+# node.api.params
 define("invalid_purpose", 422, "not a known purpose of use")
 
 # node.ingest.errors (its ALL_CODES; payload_too_large is above): a bad input, per file or per record.
@@ -113,6 +113,12 @@ define("patient_link_conflict", 409, "the patient is already linked to another l
 define("patient_key_not_registered", 409, "the address has no X25519 key registered on chain")
 define("patient_mrn_missing", 422, "a patient needs an MRN")
 define("invalid_public_key", 422, "a patient encryption key is a 32-byte X25519 public key")
+
+# node.notifications
+define("notification_invalid", 422, "a notice, recipient or contact destination is malformed")
+define("channel_unavailable", 422, "this node does not deliver notifications over that channel")
+define("too_many_contacts", 409, "the recipient already has the most notification contacts allowed")
+define("contact_not_found", 404, "no such notification contact of the signed-in patient")
 
 # node.service: a route of a module this node does not run (a configuration fault).
 define("module_disabled", 500, "this node does not run the module the request needs")

@@ -26,12 +26,13 @@ from medledger.crypto import DecryptionError, decrypt_record, wrap_to_x25519
 from medledger.db import ThreadConnections
 from medledger.errors import MedLedgerError
 from medledger.vocabulary import AuthKind, Purpose, RecordClass
-from node.access_journal import AccessJournal, JournalEntry, NotificationDraft
+from node.access_journal import AccessJournal, JournalEntry
 from node.consent import ConsentDecider, Decision
 from node.db.models import Erasure, Patient, Record, RecordState
 from node.identity import Requester, RequesterKind
 from node.keystore import KeyEncryptionKey
 from node.ledger_view import HeadCheckNeeded, LedgerView
+from node.notifications import Notice, NoticeKind, Recipient
 from node.storage import BlobStore
 
 
@@ -96,7 +97,7 @@ class _Prepared:
     public_key: bytes
     ciphertext: bytes
     entry: JournalEntry
-    notify: NotificationDraft | None
+    notify: Notice | None
 
 
 @dataclass(frozen=True)
@@ -321,14 +322,12 @@ class ReleaseService:
         return bytes(key)
 
 
-def _break_glass_notice(
-    held: HeldRecord, requester: Requester, decision: Decision, custodian: str
-) -> NotificationDraft | None:
+def _break_glass_notice(held: HeldRecord, requester: Requester, decision: Decision, custodian: str) -> Notice | None:
     if decision.kind is not AuthKind.BREAK_GLASS or held.patient is None:
         return None
-    return NotificationDraft(
-        held.patient,
-        "break_glass_access",
+    return Notice(
+        Recipient.patient(held.patient),
+        NoticeKind.BREAK_GLASS_ACCESS,
         {
             "break_glass_id": decision.auth_id,
             "accessor": requester.address,

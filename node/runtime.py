@@ -1,9 +1,9 @@
 """The node's background work while it serves: its own workers (anchoring, following the ledger and keeping
 the head probe of consent decisions fresh while they are asked for, moving the access journal on chain,
-retrying erasure markers, sending the modules' queued contract writes) and those of its enabled modules. Each
-runs in its own daemon thread, supervised: it waits (with back-off) for the chain if it cannot be reached at
-start, so the API comes up and ingest queues even while the chain is down, and it is restarted after an
-unexpected failure.
+retrying erasure markers, sending the modules' queued contract writes, delivering notifications) and those of
+its enabled modules. Each runs in its own daemon thread, supervised: it waits (with back-off) for the chain if
+it cannot be reached at start, so the API comes up and ingest queues even while the chain is down, and it is
+restarted after an unexpected failure.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ class NodeRuntime:
             ),
             Worker("erasures", self._retry_erasures),
             Worker("chain-writer", lambda stop: s.chain_writer.run(stop), wake=s.chain_writer.bell.ring),
+            Worker("notifications", lambda stop: s.notifications.run(stop), wake=s.notifications.bell.ring),
         ]
         return own + [w for ctx in s.contexts.values() for w in ctx.module.workers(ctx)]
 

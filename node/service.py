@@ -43,6 +43,8 @@ from node.keystore import LocalKeystore
 from node.ledger_view import LedgerView
 from node.modules.base import ModuleContext, NodeModule
 from node.modules.loader import load_modules
+from node.notifications import NotificationService
+from node.notifications.config import notification_channels
 from node.pipeline import IngestPipeline
 from node.relay import ConsentRelay
 from node.release import ReleaseService
@@ -254,7 +256,18 @@ class NodeServices:
 
     @cached_property
     def break_glass(self) -> BreakGlassService:
-        return BreakGlassService(self.sessions, self.contracts.consent, self.ledger, self.address)
+        return BreakGlassService(self.sessions, self.contracts.consent, self.ledger, self.address, self.notifications)
+
+    @cached_property
+    def notifications(self) -> NotificationService:
+        """Notices, inboxes, contacts and outbound deliveries (the channels node.toml's [notifications] sets)."""
+        return NotificationService(
+            self.sessions,
+            notification_channels(self.config.notifications),
+            node_name=self.config.name,
+            max_attempts=self.config.notifications.max_attempts,
+            retry_base=self.config.notifications.retry_base_s,
+        )
 
     @cached_property
     def erasures(self) -> ErasureService:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
@@ -146,3 +148,39 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'test.db'}"
     else:
         yield request.getfixturevalue("pg_url")
+
+
+# ---------------------------------------------------------------------------------------------- e-mail
+
+
+class Mailbox:
+    """A real SMTP server's (aiosmtpd) handler keeping every message; ``refuse`` answers RCPT TO with that reply."""
+
+    def __init__(self) -> None:
+        self.messages: list[Envelope] = []
+        self.refuse: str | None = None
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.refuse:
+            return self.refuse
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(envelope)
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Mailbox, int]]:
+    """An SMTP server on loopback: its mailbox and port."""
+    from node.embedded import free_port
+
+    box = Mailbox()
+    port = free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield box, port
+    finally:
+        controller.stop()

@@ -1,20 +1,20 @@
 """The signed-in patient's own views: their records across custodians, who accessed them, their grants, and
-their notifications."""
+their notifications and where else to send them."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
-from sqlalchemy import select
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from node.api.deps import Patient, services_of
+from node.api.errors import ApiError
 from node.api.params import Limit
 from node.api.responses import errors
-from node.api.schemas import AccessPage, GrantItem, NotificationItem, TimelinePage
+from node.api.schemas import AccessPage, ContactItem, ContactRequest, GrantItem, NotificationItem, TimelinePage
 from node.api.shaping import access_page, grant_items, notification_items, timeline_page
-from node.db.models import Notification
-from node.service import NodeServices
+from node.db.models import NotificationContact
+from node.notifications import Recipient
 
 router = APIRouter()
 
@@ -60,21 +60,51 @@ def my_grants(request: Request, me: Patient) -> list[GrantItem]:
     tags=["patients"],
     response_model=list[NotificationItem],
     responses=errors(401, 422),
-    summary="Notifications from this node's outbox (break-glass openings and accesses)",
+    summary="My notifications at this node (break-glass openings and accesses; later referrals, alerts, results)",
 )
 def my_notifications(request: Request, me: Patient, after: Annotated[int, Query(ge=0)] = 0) -> list[NotificationItem]:
-    return notification_items(_inbox_rows(services_of(request), me.address, after))
+    inbox = services_of(request).notifications.inbox(Recipient.patient(me.address), after=after, limit=_INBOX_PAGE)
+    return notification_items(inbox)
 
 
-def _inbox_rows(services: NodeServices, recipient: str, after: int) -> list[Notification]:
-    """The recipient's notifications with ids above ``after``, oldest first. A stop-gap reading the outbox table
-    directly until the notification service owns it (issue 14); nothing else should copy this query."""
-    with services.sessions() as s:
-        return list(
-            s.scalars(
-                select(Notification)
-                .where(Notification.recipient == recipient, Notification.id > after)
-                .order_by(Notification.id)
-                .limit(_INBOX_PAGE)
-            ).all()
-        )
+@router.get(
+    "/v1/me/notification-contacts",
+    tags=["patients"],
+    response_model=list[ContactItem],
+    responses=errors(401),
+    summary="Where this node also sends my notifications (e-mail, SMS, voice, push)",
+)
+def my_contacts(request: Request, me: Patient) -> list[ContactItem]:
+    return [_contact(c) for c in services_of(request).notifications.contacts(Recipient.patient(me.address))]
+
+
+@router.post(
+    "/v1/me/notification-contacts",
+    tags=["patients"],
+    status_code=201,
+    response_model=ContactItem,
+    responses=errors(401, 409, 422),
+    summary="Also send my notifications to this e-mail address, phone number or push endpoint",
+    description="Idempotent: adding the same contact again returns it. Outbound messages say only that "
+    "something happened and where to look; the details stay in the inbox.",
+)
+def add_my_contact(request: Request, me: Patient, body: ContactRequest) -> ContactItem:
+    service = services_of(request).notifications
+    return _contact(service.add_contact(Recipient.patient(me.address), body.channel, body.destination))
+
+
+@router.delete(
+    "/v1/me/notification-contacts/{contact_id}",
+    tags=["patients"],
+    status_code=204,
+    responses=errors(401, 404, 422),
+    summary="Stop sending my notifications to this contact (queued messages to it are dropped)",
+)
+def remove_my_contact(request: Request, me: Patient, contact_id: Annotated[int, Path(ge=1)]) -> Response:
+    if not services_of(request).notifications.remove_contact(Recipient.patient(me.address), contact_id):
+        raise ApiError(404, "contact_not_found", f"no notification contact {contact_id}")
+    return Response(status_code=204)
+
+
+def _contact(c: NotificationContact) -> ContactItem:
+    return ContactItem(id=c.id, channel=c.channel, destination=c.destination, created_at=c.created_at.isoformat())

@@ -3,7 +3,7 @@ OpenAPI document's schema names, which clients and the spec tests rely on: renam
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -174,6 +174,20 @@ class NotificationItem(BaseModel):
     id: int
     kind: str
     payload: dict[str, Any]
+    created_at: str
+
+
+class ContactRequest(BaseModel):
+    channel: Literal["email", "sms", "voice", "push"] = Field(description="how to reach me besides the inbox")
+    destination: str = Field(
+        min_length=3, max_length=320, description="an e-mail address, an E.164 phone number or a push endpoint"
+    )
+
+
+class ContactItem(BaseModel):
+    id: int
+    channel: str
+    destination: str
     created_at: str
 
 

@@ -283,18 +283,71 @@ class SiweNonce(Base):
 
 
 class Notification(Base):
-    """The notification outbox: messages to patients (and later their emergency contacts), written in the
-    same transaction as the event they report; delivery channels read from here."""
+    """A notice, written in the same transaction as the event it reports (node.notifications): the recipient's
+    in-app inbox, and the source its outbound deliveries (e-mail, SMS and voice gateways) are fanned out from.
+
+    ``recipient`` is an address for patients and institutions, a staff id or a contact's id otherwise
+    (``recipient_kind`` says which). ``dispatched_at`` is set once its deliveries have been created."""
 
     __tablename__ = "notifications"
-    __table_args__ = (Index("ix_notifications_recipient_id", "recipient", "id"),)
+    __table_args__ = (
+        Index("ix_notifications_recipient_id", "recipient", "id"),
+        Index("ix_notifications_dispatched_at", "dispatched_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    recipient_kind: Mapped[str] = mapped_column(String(16), default="patient", server_default="patient")
     recipient: Mapped[str] = mapped_column(String(ADDR))
     kind: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column()
+    dispatched_at: Mapped[datetime | None] = mapped_column()
+
+
+class NotificationContact(Base):
+    """Where a recipient wants notices delivered besides the inbox: one channel and destination per row
+    (``email`` / ``alice@example.org``, ``sms`` / ``+8613800138000``)."""
+
+    __tablename__ = "notification_contacts"
+    __table_args__ = (UniqueConstraint("recipient_kind", "recipient", "channel", "destination"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    recipient_kind: Mapped[str] = mapped_column(String(16))
+    recipient: Mapped[str] = mapped_column(String(ADDR))
+    channel: Mapped[str] = mapped_column(String(16))
+    destination: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeliveryState(StrEnum):
+    QUEUED = "queued"  # due at next_attempt_at
+    SENT = "sent"  # the channel accepted it (``receipt`` holds its id)
+    FAILED = "failed"  # given up: a permanent refusal, or max attempts
+
+
+class NotificationDelivery(Base):
+    """One notice to one destination over one channel, with its attempts and receipt. Unique per notice,
+    channel and destination, so fanning a notice out twice delivers it once."""
+
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (
+        CheckConstraint("status in ('queued', 'sent', 'failed')", name="status"),
+        UniqueConstraint("notification_id", "channel", "destination"),
+        Index("ix_notification_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(16))
+    destination: Mapped[str] = mapped_column(String(320))
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryState.QUEUED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    receipt: Mapped[str | None] = mapped_column(String(256))
+    error: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class BreakGlassNote(Base):
@@ -356,9 +409,12 @@ __all__ = [
     "BatchState",
     "BreakGlassNote",
     "ChainWrite",
+    "DeliveryState",
     "Erasure",
     "ErasureState",
     "Notification",
+    "NotificationContact",
+    "NotificationDelivery",
     "Patient",
     "Record",
     "RecordState",

@@ -166,3 +166,25 @@ def test_clinician_ingest_files(network: Network, tmp_path: Path) -> None:
     mixed = run("clinician", "ingest", str(HL7), str(junk), "--node", network.a.url, env=token)
     assert mixed.exit_code == 1
     assert "junk.txt" in mixed.stdout
+
+
+def test_contacts_add_list_remove(network: Network, tmp_path: Path) -> None:
+    from node.embedded import free_port
+    from node.notifications import SmtpChannel
+
+    channels = network.b.services.notifications.channels
+    channels["email"] = SmtpChannel(f"smtp+plain://127.0.0.1:{free_port()}", "noreply@b.example")
+    try:
+        client, _ = network.patient(records=0)
+        pat = ["--node", network.b.url, "--wallet", wallet_file(tmp_path, client.wallet)]
+        added = ok_json("patient", "contacts", "--add", "email:me@example.org", *pat)
+        assert [(c["channel"], c["destination"]) for c in added] == [("email", "me@example.org")]
+        table = run("patient", "contacts", *pat)
+        assert table.exit_code == 0 and "me@example.org" in table.stdout
+        usage = run("patient", "contacts", "--add", "me@example.org", *pat)
+        assert usage.exit_code == 2 and usage.stderr.startswith("error [usage]: --add takes CHANNEL:DESTINATION")
+        off = run("patient", "contacts", "--add", "sms:+8613800138000", *pat)
+        assert off.exit_code != 0 and off.stderr.startswith("error [channel_unavailable]: ")
+        assert ok_json("patient", "contacts", "--remove", str(added[0]["id"]), *pat) == []
+    finally:
+        channels.pop("email", None)

@@ -17,7 +17,7 @@ from clients.wallet import PatientWallet, deadline
 from medledger.auth.httpsig import sign_request
 from medledger.chain.types import GrantTerms
 from medledger.vocabulary import Purpose, RecordClass, class_mask
-from node.api.sharing import ReleaseReply
+from node.api.schemas import ReleaseReply
 from node.db.models import AccessEntry
 from tests.sharing.conftest import Network
 

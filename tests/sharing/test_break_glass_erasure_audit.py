@@ -13,6 +13,7 @@ from clients.auditor.model import CiphertextVerdict, Scope
 from medledger.vocabulary import RecordStatus
 from node.access_logger import AccessLogger
 from node.db.models import Erasure
+from node.notifications import SmtpChannel
 from tests.sharing.conftest import Network, wait_until
 
 
@@ -53,6 +54,45 @@ def test_break_glass_read_is_flagged_and_notified(network: Network) -> None:
     at_a = patient.notifications(network.a.url)
     assert [n["kind"] for n in at_a] == ["break_glass_access"]
     assert at_a[0]["payload"]["record_id"] == ids[0]
+
+
+def test_break_glass_is_also_sent_to_the_patients_email_without_the_reason(network: Network, smtp) -> None:
+    """The patient adds an e-mail contact at B over the API; B's notification worker e-mails the opening (a real
+    SMTP server), saying what happened and where to look, not why (the reason may be PHI)."""
+    box, port = smtp
+    services = network.b.services
+    previous = services.notifications.channels.get("email")
+    services.notifications.channels["email"] = SmtpChannel(f"smtp+plain://127.0.0.1:{port}", "noreply@b.example")
+    try:
+        patient, _ = network.patient(records=1)
+        with pytest.raises(NodeRefused) as bad:
+            patient.add_contact("email", "not an address", network.b.url)
+        assert (bad.value.status, bad.value.code) == (422, "notification_invalid")
+        contact = patient.add_contact("email", "patient@example.org", network.b.url)
+        assert patient.add_contact("email", "patient@example.org", network.b.url)["id"] == contact["id"]
+        assert [c["destination"] for c in patient.contacts(network.b.url)] == ["patient@example.org"]
+        assert patient.contacts(network.a.url) == []  # contacts are per node
+
+        reason = "Unconscious patient in the ED, anticoagulant history needed"
+        network.b.staff("clinician").post(
+            f"/v1/patients/{patient.wallet.address}/break-glass", {"reason": reason, "duration_seconds": 600}
+        )
+        wait_until(lambda: len(box.messages) == 1, what="the break-glass e-mail")
+        [mail] = box.messages
+        assert mail.rcpt_tos == ["patient@example.org"]
+        assert b"Emergency access to your records was opened" in mail.content
+        assert reason.encode() not in mail.content and b"anticoagulant" not in mail.content
+
+        patient.remove_contact(contact["id"], network.b.url)
+        assert patient.contacts(network.b.url) == []
+        with pytest.raises(NodeRefused) as gone:
+            patient.remove_contact(contact["id"], network.b.url)
+        assert (gone.value.status, gone.value.code) == (404, "contact_not_found")
+    finally:
+        if previous is None:
+            services.notifications.channels.pop("email", None)
+        else:
+            services.notifications.channels["email"] = previous
 
 
 def test_erasure_then_410_everywhere_and_clean_audit(network: Network) -> None:
