@@ -30,9 +30,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NamedTuple, TypeVar
+from functools import partial
+from typing import Any, ClassVar, NamedTuple, TypeVar, cast
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, CursorResult, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from medledger.chain.rpc import RpcError, RpcUnavailable
@@ -282,7 +283,7 @@ class WriteAheadOutbox:
             if write is None:
                 return
             self.sender.send_write_ahead(
-                write.to, write.data, gas=write.gas, persist=lambda signed, w=write: self._persist(signed, w)
+                write.to, write.data, gas=write.gas, persist=partial(self._persist, write=write)
             )
             step.batches += 1
             step.submitted += len(write.items)
@@ -309,7 +310,8 @@ class WriteAheadOutbox:
                 row_id = int(row.id)
             else:
                 row_id = write.row_id
-                moved = s.execute(update(m).where(m.id == row_id, m.status == QUEUED).values(**values)).rowcount
+                result = s.execute(update(m).where(m.id == row_id, m.status == QUEUED).values(**values))
+                moved = cast(CursorResult[Any], result).rowcount
                 if moved != 1:
                     raise OutboxConflict(f"{m.__tablename__} {row_id} changed state: is a second worker running?")
             self._mark_submitted(s, row_id, write.items)

@@ -196,10 +196,13 @@ class ChainWriter:
             "updated_at": now,
         }
         dialect = session.get_bind().dialect.name
-        insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
-        if insert is None:
+        stmt: postgresql.Insert | sqlite.Insert
+        if dialect == "postgresql":
+            stmt = postgresql.insert(ChainWrite).values(**values).on_conflict_do_nothing(index_elements=["kind", "key"])
+        elif dialect == "sqlite":
+            stmt = sqlite.insert(ChainWrite).values(**values).on_conflict_do_nothing(index_elements=["kind", "key"])
+        else:
             raise ConfigError(f"the chain-write queue needs SQLite or PostgreSQL, not {dialect}")
-        stmt = insert(ChainWrite).values(**values).on_conflict_do_nothing(index_elements=["kind", "key"])
         new_id = session.execute(stmt.returning(ChainWrite.id)).scalar()
         if new_id is None:
             earlier = session.execute(

@@ -132,7 +132,7 @@ class NodeModule:
         hints = typing.get_type_hints(kind)
         for key, value in raw.items():
             expected = hints.get(key)
-            if expected in _TYPE_WORDS and not _is(value, expected):
+            if isinstance(expected, type) and expected in _TYPE_WORDS and not _is(value, expected):
                 raise ConfigError(f"{where}: {key} must be {_TYPE_WORDS[expected]}, not {value!r}")
         try:
             settings = kind(**raw)
