@@ -62,8 +62,9 @@ _SECTIONS: dict[str, type] = {
     "access_log": AccessLogSettings,
     "notifications": NotificationSettings,
 }
-#: What a node runs when node.toml names no modules: the institution node's ingest and sharing APIs.
-DEFAULT_MODULES = ("ingest", "sharing")
+#: What a node runs when node.toml names no modules: the institution node's ingest and sharing APIs and the
+#: web portal.
+DEFAULT_MODULES = ("ingest", "sharing", "portal")
 
 
 @dataclass

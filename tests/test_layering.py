@@ -2,6 +2,9 @@
 
     medledger  <-  indexer  <-  node  <-  workflows/*  <-  assembly
 
+``portal`` holds the web portal's built pages and imports nothing: the node's ``portal`` module and the auditor's
+service both read its files.
+
 ``clients/`` (and the web portal) reach nodes over HTTP only: they import ``medledger`` and ``indexer`` (the
 auditor follows the chain itself), never ``node``, ``workflows`` or ``assembly``. A workflow imports the node
 only through its public module interface ``node.modules`` and never another workflow. ``node`` never imports
@@ -15,14 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("medledger", "indexer", "node", "workflows", "clients", "assembly")
+PACKAGES = ("portal", "medledger", "indexer", "node", "workflows", "clients", "assembly")
 #: What each package may import of the project's packages (itself included).
 ALLOWED = {
+    "portal": {"portal"},
     "medledger": {"medledger"},
     "indexer": {"medledger", "indexer"},
-    "node": {"medledger", "indexer", "node"},
+    "node": {"portal", "medledger", "indexer", "node"},
     "workflows": {"medledger", "indexer", "node", "workflows"},
-    "clients": {"medledger", "indexer", "clients"},
+    "clients": {"portal", "medledger", "indexer", "clients"},
     "assembly": set(PACKAGES),
 }
 #: The node's public interface for workflows.

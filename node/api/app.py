@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from medledger import __version__
+from node.api.cors import ConsortiumCors, member_origins
 from node.api.deps import Staff
 from node.api.errors import error_body, install
 from node.api.responses import errors
@@ -44,6 +45,8 @@ def create_app(services: NodeServices) -> FastAPI:
     )
     install(app)
     app.add_middleware(SmallBodyLimit, limit=MAX_JSON_BODY, exempt=("/v1/ingest",))
+    # The ledger view is built on first use: a node whose chain is down still answers its own origin.
+    app.add_middleware(ConsortiumCors, origins=lambda: member_origins(services.ledger))
     for ctx in services.contexts.values():
         for mounted in ctx.module.routers(ctx):
             dependencies = [Depends(staff_with_role(*mounted.roles))] if mounted.roles else None

@@ -1,5 +1,6 @@
 """The node's own modules, on the same protocol as the workflows: ``ingest`` (take in clinical records) and
-``sharing`` (sign-in, relayed consent, consent-checked release, the patient's views, clinicians and audit). Their
+``sharing`` (sign-in, relayed consent, consent-checked release, the patient's views, clinicians and audit) and
+``portal`` (the web pages on the node's origin). Their
 background work (anchoring, the ledger view, the access logger, erasure markers) is the node's own and runs
 whatever modules are enabled (node.runtime)."""
 
@@ -38,5 +39,16 @@ class SharingModule(NodeModule):
         ]
 
 
+class PortalModule(NodeModule):
+    name = "portal"
+    summary = "The web portal for patients, clinicians, auditors and operators, served on the node's origin."
+
+    def routers(self, ctx: ModuleContext) -> Sequence[ModuleRouter]:
+        from node.web import routes
+
+        return [ModuleRouter(routes.router)]
+
+
 ingest = IngestModule()
 sharing = SharingModule()
+portal = PortalModule()

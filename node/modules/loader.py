@@ -17,7 +17,11 @@ from node.config import DEFAULT_MODULES
 from node.modules.base import NAME, NodeModule
 
 ENTRY_POINT_GROUP = "medledger.modules"
-_BUILTIN = {"ingest": "node.modules.builtin:ingest", "sharing": "node.modules.builtin:sharing"}
+_BUILTIN = {
+    "ingest": "node.modules.builtin:ingest",
+    "sharing": "node.modules.builtin:sharing",
+    "portal": "node.modules.builtin:portal",
+}
 
 
 def available() -> dict[str, str]:

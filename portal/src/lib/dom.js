@@ -1,0 +1,49 @@
+// A tiny DOM builder: h("button", {onclick, class: "primary"}, label). No innerHTML anywhere, so
+// text from the network (names, FHIR narrative, HL7 fields) can never become markup or script.
+
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith("on") && typeof value === "function") el.addEventListener(key.slice(2), value);
+    else if (key === "class") el.className = value;
+    else if (key === "dataset") Object.assign(el.dataset, value);
+    else if (value === true) el.setAttribute(key, "");
+    else el.setAttribute(key, String(value));
+  }
+  append(el, children);
+  return el;
+}
+
+export function append(el, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child === undefined || child === null || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+/** Replace the children of ``el``. */
+export function replace(el, ...children) {
+  el.replaceChildren();
+  return append(el, children);
+}
+
+/** A labelled form field: the label names the control (accessible), hint and error are described-by. */
+let fieldSeq = 0;
+export function field(label, control, hint) {
+  const id = control.id || `f${++fieldSeq}`;
+  control.id = id;
+  const parts = [h("label", { for: id }, label), control];
+  if (hint) {
+    const hid = `${id}-hint`;
+    control.setAttribute("aria-describedby", hid);
+    parts.push(h("p", { class: "hint", id: hid }, hint));
+  }
+  return h("div", { class: "field" }, parts);
+}
+
+/** A status line announced to screen readers (role=status) or as an alert for errors. */
+export function notice(kind, text) {
+  return h("p", { class: `notice ${kind}`, role: kind === "error" ? "alert" : "status" }, text);
+}

@@ -1,0 +1,17 @@
+import { h } from "../lib/dom.js";
+import { t } from "../lib/i18n.js";
+import { startPage } from "../lib/shell.js";
+
+startPage({
+  role: "operator",
+  home: "home",
+  nav: ["home"],
+  views: {
+    home: {
+      title: "role.operator",
+      render(main) {
+        main.append(h("p", {}, t("placeholder.soon")));
+      },
+    },
+  },
+});
