@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from medledger import __version__
+from node.api import ops
 from node.api.cors import ConsortiumCors, member_origins
 from node.api.deps import Staff
 from node.api.errors import error_body, install
@@ -74,6 +75,8 @@ def create_app(services: NodeServices) -> FastAPI:
             version=__version__,
             records_by_status=services.pipeline.status_counts(),
         )
+
+    app.include_router(ops.router)
 
     return app
 
