@@ -2,6 +2,9 @@
 
 ``parse`` judges the format from the bytes (never the file name), refuses oversize input before parsing, and
 returns every record of the input or raises :class:`IngestError`; it never returns part of an input.
+
+Each record is a :class:`ParsedRecord`: the canonical record plus the patient's :class:`~medledger.demographics.
+Demographics`, which every format maps onto the same model (``from_fhir_patient``, ``from_pid``, ``from_dicom``).
 """
 
 from __future__ import annotations
@@ -10,18 +13,22 @@ from datetime import UTC, tzinfo
 from os import PathLike
 from pathlib import Path
 
-from medledger.records import CanonicalRecord
 from node.ingest.detect import Format, detect_format
-from node.ingest.dicom import parse_dicom, parse_dicom_file
+from node.ingest.dicom import from_dicom, parse_dicom, parse_dicom_file
 from node.ingest.errors import PAYLOAD_TOO_LARGE, IngestError
-from node.ingest.fhir import Validation, Version, parse_fhir
-from node.ingest.hl7 import parse_hl7
+from node.ingest.fhir import Validation, Version, from_fhir_patient, parse_fhir
+from node.ingest.hl7 import from_pid, parse_hl7
+from node.ingest.parsed import ParsedRecord
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "Format",
     "IngestError",
+    "ParsedRecord",
     "detect_format",
+    "from_dicom",
+    "from_fhir_patient",
+    "from_pid",
     "parse",
     "parse_dicom",
     "parse_dicom_file",
@@ -47,7 +54,7 @@ def parse(
     validate: Validation = "full",
     fhir_version: Version | None = None,
     assume_tz: tzinfo = UTC,
-) -> list[CanonicalRecord]:
+) -> list[ParsedRecord]:
     """Detect the format of ``data`` and parse it into canonical records (all of them, or an IngestError).
 
     ``validate`` and ``fhir_version`` apply to FHIR only (see :mod:`node.ingest.fhir`); ``assume_tz`` is the zone
@@ -73,7 +80,7 @@ def parse_file(
     validate: Validation = "full",
     fhir_version: Version | None = None,
     assume_tz: tzinfo = UTC,
-) -> list[CanonicalRecord]:
+) -> list[ParsedRecord]:
     """``parse`` for a file: the size is checked from the file system before reading, and the file is read once
     (for DICOM the header is parsed from a BytesIO over those same bytes, which become the payload)."""
     file = Path(path)

@@ -21,9 +21,22 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import data_element_generator
+from pydicom.multival import MultiValue
 from pydicom.uid import UID
 
-from medledger.records import MEDIA_DICOM, CanonicalRecord, PatientIdentity
+from medledger.demographics import (
+    Address,
+    Demographics,
+    Identifier,
+    PersonName,
+    Sex,
+    Telecom,
+    authority_uri,
+    make_identifier,
+    parse_birth_date,
+    person_name,
+)
+from medledger.records import MEDIA_DICOM, PatientIdentity
 from medledger.vocabulary import RecordClass
 from node.ingest.detect import has_dicom_preamble, looks_like_raw_dicom
 from node.ingest.errors import (
@@ -34,6 +47,7 @@ from node.ingest.errors import (
     DICOM_TRUNCATED,
     IngestError,
 )
+from node.ingest.parsed import ParsedRecord
 
 #: Values larger than this are not read while parsing the header (pydicom seeks past them instead).
 DEFER_SIZE = 4096
@@ -167,7 +181,7 @@ def _text(ds: Dataset, keyword: str) -> str:
 
 def record_from_dataset(
     ds: Dataset, payload: bytes, *, source_system: str = "", assume_tz: tzinfo = UTC
-) -> CanonicalRecord:
+) -> ParsedRecord:
     patient_id = _text(ds, "PatientID")
     if not patient_id:
         raise IngestError(DICOM_MISSING_PATIENT_ID, "Patient ID (0010,0020) is missing or empty")
@@ -180,7 +194,7 @@ def record_from_dataset(
     for keyword, key in (("StudyInstanceUID", "study_uid"), ("SeriesInstanceUID", "series_uid")):
         if _text(ds, keyword):
             summary[key] = _text(ds, keyword)
-    return CanonicalRecord(
+    return ParsedRecord(
         patient=PatientIdentity(
             mrn=patient_id,
             assigning_authority=_text(ds, "IssuerOfPatientID"),
@@ -197,15 +211,75 @@ def record_from_dataset(
         media_type=MEDIA_DICOM,
         payload=payload,
         summary=summary,
+        demographics=from_dicom(ds),
     )
 
 
-def parse_dicom(data: bytes, *, source_system: str = "", assume_tz: tzinfo = UTC) -> list[CanonicalRecord]:
+def parse_dicom(data: bytes, *, source_system: str = "", assume_tz: tzinfo = UTC) -> list[ParsedRecord]:
     """One IMAGING record for a DICOM instance; ``assume_tz`` applies when (0008,0201) gives no UTC offset."""
     return [record_from_dataset(read_header(data), data, source_system=source_system, assume_tz=assume_tz)]
 
 
-def parse_dicom_file(path: str | PathLike[str], *, source_system: str = "", assume_tz: tzinfo = UTC) -> CanonicalRecord:
+def parse_dicom_file(path: str | PathLike[str], *, source_system: str = "", assume_tz: tzinfo = UTC) -> ParsedRecord:
     """Read the file once; the header is parsed from a BytesIO over the same bytes that become the payload."""
     data = Path(path).read_bytes()
     return parse_dicom(data, source_system=source_system, assume_tz=assume_tz)[0]
+
+
+# --- demographics -------------------------------------------------------------------------------------------
+
+
+def _values(ds: Dataset, keyword: str) -> list[str]:
+    """A possibly multi-valued string element as a list of stripped, non-empty values."""
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return []
+    items = value if isinstance(value, MultiValue | list | tuple) else [value]
+    return [text for text in (str(v).strip() for v in items) if text]
+
+
+def _identifier(item: Dataset, type_code: str = "") -> Identifier | None:
+    """PatientID of ``item`` with its issuer: IssuerOfPatientID, refined by the (0010,0024) qualifiers' universal
+    entity id and identifier type code when present."""
+    universal_id = universal_type = ""
+    qualifiers = item.get("IssuerOfPatientIDQualifiersSequence")
+    if qualifiers:
+        qualifier = qualifiers[0]
+        universal_id, universal_type = _text(qualifier, "UniversalEntityID"), _text(qualifier, "UniversalEntityIDType")
+        type_code = _text(qualifier, "IdentifierTypeCode") or type_code
+    authority = authority_uri(_text(item, "IssuerOfPatientID"), universal_id, universal_type)
+    return make_identifier(_text(item, "PatientID"), authority, type_code)
+
+
+def _names(ds: Dataset) -> tuple[PersonName, ...]:
+    """Every component group of PatientName (alphabetic, ideographic, phonetic) is a name: ``Wang^XiaoDong=王^小东``
+    gives both the Latin and the Han spelling."""
+    names: list[PersonName] = []
+    for value in _values(ds, "PatientName"):
+        for group in value.split("="):
+            parts = group.split("^") + [""] * 3
+            name = person_name(parts[0], (parts[1], parts[2]))
+            if name is not None:
+                names.append(name)
+    return tuple(names)
+
+
+def from_dicom(ds: Dataset) -> Demographics:
+    """The demographics of a DICOM data set's patient module: PatientName, PatientID with its issuer (and the
+    Other Patient IDs), PatientBirthDate, PatientSex, PatientAddress, Country/RegionOfResidence, telephones."""
+    identifiers = [_identifier(ds)]
+    identifiers += [_identifier(item) for item in ds.get("OtherPatientIDsSequence") or ()]
+    identifiers += [make_identifier(value) for value in _values(ds, "OtherPatientIDs")]  # retired, still sent
+    address = Address(
+        lines=tuple(_values(ds, "PatientAddress")),
+        state=_text(ds, "RegionOfResidence"),
+        country=_text(ds, "CountryOfResidence"),
+    )
+    return Demographics(
+        names=_names(ds),
+        sex=Sex.from_dicom(_text(ds, "PatientSex")),
+        birth_date=parse_birth_date(_text(ds, "PatientBirthDate")),
+        identifiers=tuple(i for i in identifiers if i is not None),
+        addresses=(address,) if address else (),
+        telecoms=tuple(Telecom("phone", number) for number in _values(ds, "PatientTelephoneNumbers")),
+    )

@@ -23,6 +23,11 @@ before any record is returned, and an entry of an unsupported resource type fail
 never stores part of a bundle. A single resource's payload is its original bytes; a bundle entry's payload is the
 canonical JSON of that entry's resource (sorted keys, no insignificant whitespace, decimals written exactly as
 received), because the original bundle bytes cannot be split per entry without re-serialising anyway.
+
+What is specific to each supported resource type (its record class and the category rules refining it, the
+element referring to the patient, where its type code and clinical time come from) is one :class:`ResourceKind`
+entry in :data:`RESOURCES`; supporting another type is one entry there. Patients map to the common demographic
+model with :func:`from_fhir_patient`.
 """
 
 from __future__ import annotations
@@ -32,17 +37,28 @@ import json
 import re
 import types
 import typing
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Literal
 
 import fhir.resources as fhir_r5
 import fhir.resources.R4B as fhir_r4b
 from pydantic import ValidationError
 
-from medledger.records import MEDIA_FHIR_JSON, CanonicalRecord, PatientIdentity
+from medledger.demographics import (
+    Address,
+    Demographics,
+    Identifier,
+    Sex,
+    Telecom,
+    make_identifier,
+    parse_birth_date,
+    person_name,
+)
+from medledger.records import MEDIA_FHIR_JSON, PatientIdentity
 from medledger.vocabulary import RecordClass
 from node.ingest.errors import (
     FHIR_DUPLICATE_KEY,
@@ -53,6 +69,7 @@ from node.ingest.errors import (
     FHIR_WRONG_TYPE,
     IngestError,
 )
+from node.ingest.parsed import ParsedRecord
 
 Version = Literal["R4B", "R5"]
 Validation = Literal["full", "fast"]
@@ -63,19 +80,89 @@ FHIR_LOGICAL_ID_AUTHORITY = "urn:medledger:fhir-logical-id"
 
 SUPPORTED_BUNDLE_TYPES = frozenset({"transaction", "collection", "document"})
 
-# resourceType → (record class, element holding the patient reference)
-_SUPPORTED: dict[str, tuple[RecordClass, str | None]] = {
-    "Patient": (RecordClass.DEMOGRAPHICS, None),
-    "Encounter": (RecordClass.ENCOUNTER, "subject"),
-    "Observation": (RecordClass.LAB, "subject"),
-    "DiagnosticReport": (RecordClass.DIAGNOSTIC_REPORT, "subject"),
-    "DocumentReference": (RecordClass.CLINICAL_NOTE, "subject"),
-    "Composition": (RecordClass.CLINICAL_NOTE, "subject"),
-    "Condition": (RecordClass.CONDITION, "subject"),
-    "MedicationRequest": (RecordClass.MEDICATION, "subject"),
-    "AllergyIntolerance": (RecordClass.ALLERGY, "patient"),
-    "Immunization": (RecordClass.IMMUNIZATION, "patient"),
-    "Procedure": (RecordClass.PROCEDURE, "subject"),
+# A patient as a record refers to them: the node's key for them and their demographics.
+_Patient = tuple[PatientIdentity, Demographics]
+
+
+@dataclass(frozen=True, slots=True)
+class CategoryRule:
+    """Refines a resource's record class from its category codes: any of ``any_of`` and none of ``none_of``."""
+
+    any_of: frozenset[str]
+    record_class: RecordClass
+    none_of: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceKind:
+    """Everything resource-specific about ingesting one FHIR resource type.
+
+    ``patient_element`` holds the patient reference (None: the resource is the Patient itself). The type code is
+    ``<resourceType>/<code>``, the code being the first coding of the first non-empty ``code_elements`` (the first
+    item if it is a list). The clinical time is the first of ``time_elements`` present (a dotted path walks into
+    objects; a Period or Timing gives its start or first event). The first matching ``category_rules`` entry
+    replaces ``record_class``. Every kind gets the same validation (structure, then the models for "full").
+    """
+
+    record_class: RecordClass
+    patient_element: str | None = "subject"
+    code_elements: tuple[str, ...] = ()
+    time_elements: tuple[str, ...] = ()
+    category_rules: tuple[CategoryRule, ...] = ()
+    time_paths: tuple[tuple[str, ...], ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "time_paths", tuple(tuple(e.split(".")) for e in self.time_elements))
+
+
+_CODE = ("code",)
+_ONSET = ("onsetDateTime", "onsetPeriod", "recordedDate")
+
+#: The resource types the node ingests (plus Bundle, which carries them).
+RESOURCES: dict[str, ResourceKind] = {
+    "Patient": ResourceKind(RecordClass.DEMOGRAPHICS, patient_element=None),
+    # R5 Encounter.class is a list, R4B's a Coding; R5 actualPeriod, R4B period.
+    "Encounter": ResourceKind(
+        RecordClass.ENCOUNTER, code_elements=("class",), time_elements=("actualPeriod", "period")
+    ),
+    "Observation": ResourceKind(
+        RecordClass.LAB,
+        code_elements=_CODE,
+        time_elements=("effectiveDateTime", "effectiveInstant", "effectivePeriod", "effectiveTiming", "issued"),
+        category_rules=(CategoryRule(frozenset({"vital-signs"}), RecordClass.VITAL_SIGNS, frozenset({"laboratory"})),),
+    ),
+    "DiagnosticReport": ResourceKind(
+        RecordClass.DIAGNOSTIC_REPORT,
+        code_elements=_CODE,
+        time_elements=("effectiveDateTime", "effectivePeriod", "issued"),
+        category_rules=(CategoryRule(frozenset({"imaging", "RAD", "LP29684-5"}), RecordClass.IMAGING),),
+    ),
+    # R4B DocumentReference has its time in context.period; R5's context is a list of references.
+    "DocumentReference": ResourceKind(
+        RecordClass.CLINICAL_NOTE, code_elements=("type",), time_elements=("date", "context.period")
+    ),
+    "Composition": ResourceKind(RecordClass.CLINICAL_NOTE, code_elements=("type",), time_elements=("date",)),
+    "Condition": ResourceKind(RecordClass.CONDITION, code_elements=_CODE, time_elements=_ONSET),
+    # R4B medicationCodeableConcept, R5 medication (a CodeableReference).
+    "MedicationRequest": ResourceKind(
+        RecordClass.MEDICATION,
+        code_elements=("medicationCodeableConcept", "medication"),
+        time_elements=("authoredOn",),
+    ),
+    "AllergyIntolerance": ResourceKind(
+        RecordClass.ALLERGY, patient_element="patient", code_elements=_CODE, time_elements=_ONSET
+    ),
+    "Immunization": ResourceKind(
+        RecordClass.IMMUNIZATION,
+        patient_element="patient",
+        code_elements=("vaccineCode",),
+        time_elements=("occurrenceDateTime",),
+    ),
+    "Procedure": ResourceKind(
+        RecordClass.PROCEDURE,
+        code_elements=_CODE,
+        time_elements=("occurrenceDateTime", "occurrencePeriod", "performedDateTime", "performedPeriod"),
+    ),
 }
 
 _MODEL_LOOKUP: dict[str, Callable[[str], type]] = {
@@ -517,35 +604,17 @@ def _category_codes(resource: dict[str, Any]) -> set[str]:
     }
 
 
-def _type_code(resource: dict[str, Any]) -> str:
+def _type_code(resource: dict[str, Any], kind: ResourceKind) -> str:
     rtype: str = resource["resourceType"]
-    code = ""
-    if rtype in ("Observation", "DiagnosticReport", "Condition", "Procedure", "AllergyIntolerance"):
-        code = _first_code(resource.get("code"))
-    elif rtype in ("DocumentReference", "Composition"):
-        code = _first_code(resource.get("type"))
-    elif rtype == "Immunization":
-        code = _first_code(resource.get("vaccineCode"))
-    elif rtype == "MedicationRequest":
-        code = _first_code(resource.get("medicationCodeableConcept") or resource.get("medication"))
-    elif rtype == "Encounter":
-        klass = resource.get("class")
-        code = _first_code(klass[0] if isinstance(klass, list) and klass else klass)
+    value = None
+    for element in kind.code_elements:
+        value = resource.get(element)
+        if value:
+            break
+    if isinstance(value, list):
+        value = value[0] if value else None
+    code = _first_code(value)
     return f"{rtype}/{code}" if code else rtype
-
-
-_TIME_ELEMENTS: dict[str, tuple[str, ...]] = {
-    "Observation": ("effectiveDateTime", "effectiveInstant", "effectivePeriod", "effectiveTiming", "issued"),
-    "DiagnosticReport": ("effectiveDateTime", "effectivePeriod", "issued"),
-    "Encounter": ("actualPeriod", "period"),
-    "Condition": ("onsetDateTime", "onsetPeriod", "recordedDate"),
-    "Procedure": ("occurrenceDateTime", "occurrencePeriod", "performedDateTime", "performedPeriod"),
-    "Immunization": ("occurrenceDateTime",),
-    "MedicationRequest": ("authoredOn",),
-    "AllergyIntolerance": ("onsetDateTime", "onsetPeriod", "recordedDate"),
-    "DocumentReference": ("date",),
-    "Composition": ("date",),
-}
 
 
 def parse_fhir_datetime(value: str, assume_tz: tzinfo = UTC) -> datetime:
@@ -557,19 +626,15 @@ def parse_fhir_datetime(value: str, assume_tz: tzinfo = UTC) -> datetime:
     return datetime(year, month, day, tzinfo=assume_tz).astimezone(UTC)
 
 
-def _clinical_time(resource: dict[str, Any], assume_tz: tzinfo) -> datetime | None:
-    for element in _TIME_ELEMENTS.get(resource["resourceType"], ()):
-        value = resource.get(element)
+def _clinical_time(resource: dict[str, Any], kind: ResourceKind, assume_tz: tzinfo) -> datetime | None:
+    for path in kind.time_paths:
+        value: Any = resource
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
         if isinstance(value, dict):
             value = value.get("start") or (value.get("event") or [None])[0]
         if isinstance(value, str):
             return parse_fhir_datetime(value, assume_tz)
-    if resource["resourceType"] == "DocumentReference":
-        context = resource.get("context")
-        if isinstance(context, dict) and isinstance(context.get("period"), dict):  # R4B DocumentReference
-            start = context["period"].get("start")
-            if isinstance(start, str):
-                return parse_fhir_datetime(start, assume_tz)
     return None
 
 
@@ -599,9 +664,75 @@ def _identity_from_patient(patient: dict[str, Any]) -> PatientIdentity:
     )
 
 
-def _identity_from_reference(
-    resource: dict[str, Any], element: str, patients: dict[str, PatientIdentity]
-) -> PatientIdentity:
+# --- demographics -------------------------------------------------------------------------------------------
+
+_V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _texts(value: Any) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _identifier(identifier: dict[str, Any]) -> Identifier | None:
+    concept = identifier.get("type")
+    codings = _dicts(concept.get("coding")) if isinstance(concept, dict) else []
+    coding = next((c for c in codings if c.get("system") == _V2_0203), codings[0] if codings else {})
+    return make_identifier(_text(identifier.get("value")), _text(identifier.get("system")), _text(coding.get("code")))
+
+
+def from_fhir_patient(patient: Mapping[str, Any]) -> Demographics:
+    """The demographics of a FHIR (R4B or R5) Patient resource, parsed JSON as :func:`load_json` returns it.
+
+    Without a business identifier the logical id stands in (authority :data:`FHIR_LOGICAL_ID_AUTHORITY`), as it does
+    for the record's patient key.
+    """
+    names = (person_name(_text(n.get("family")), _texts(n.get("given"))) for n in _dicts(patient.get("name")))
+    identifiers = [i for i in map(_identifier, _dicts(patient.get("identifier"))) if i is not None]
+    if not identifiers and _text(patient.get("id")):
+        identifiers.append(Identifier(_text(patient.get("id")), FHIR_LOGICAL_ID_AUTHORITY))
+    addresses = (
+        Address(
+            lines=tuple(line.strip() for line in _texts(a.get("line")) if line.strip()),
+            city=_text(a.get("city")),
+            district=_text(a.get("district")),
+            state=_text(a.get("state")),
+            postal_code=_text(a.get("postalCode")),
+            country=_text(a.get("country")),
+            use=_text(a.get("use")),
+        )
+        for a in _dicts(patient.get("address"))
+    )
+    telecoms = (
+        Telecom(_text(t.get("system")), _text(t.get("value")), _text(t.get("use")))
+        for t in _dicts(patient.get("telecom"))
+        if _text(t.get("value"))
+    )
+    return Demographics(
+        names=tuple(n for n in names if n is not None),
+        sex=Sex.from_fhir(_text(patient.get("gender"))),
+        birth_date=parse_birth_date(_text(patient.get("birthDate"))),
+        identifiers=tuple(identifiers),
+        addresses=tuple(a for a in addresses if a),
+        telecoms=tuple(telecoms),
+    )
+
+
+@lru_cache(maxsize=4096)
+def _known_only_by(identifier: Identifier | None) -> Demographics:
+    """Cached so that records about one patient share one object, which pickle then sends once per bulk chunk
+    instead of once per record (the parent process unpickles every record on the ingest hot path)."""
+    return Demographics(identifiers=(identifier,) if identifier is not None else ())
+
+
+def _identity_from_reference(resource: dict[str, Any], element: str, patients: dict[str, _Patient]) -> _Patient:
     rtype = resource["resourceType"]
     ref = resource.get(element)
     if not isinstance(ref, dict):
@@ -619,11 +750,16 @@ def _identity_from_reference(
             )
         if "Patient/" + ident in patients:
             return patients["Patient/" + ident]
+    # The patient is not in this input: the reference's identifier (or logical id) is all that is known of them.
     identifier = ref.get("identifier")
     if isinstance(identifier, dict) and identifier.get("value"):
-        return PatientIdentity(mrn=str(identifier["value"]), assigning_authority=str(identifier.get("system") or ""))
+        authority = str(identifier.get("system") or "")
+        identity = PatientIdentity(mrn=str(identifier["value"]), assigning_authority=authority)
+        return identity, _known_only_by(_identifier(identifier))
     if isinstance(literal, str):
-        return PatientIdentity(mrn=literal.rpartition("/")[2], assigning_authority=FHIR_LOGICAL_ID_AUTHORITY)
+        mrn = literal.rpartition("/")[2]
+        identity = PatientIdentity(mrn=mrn, assigning_authority=FHIR_LOGICAL_ID_AUTHORITY)
+        return identity, _known_only_by(Identifier(mrn, FHIR_LOGICAL_ID_AUTHORITY))
     raise IngestError(
         FHIR_MISSING_PATIENT,
         f"{rtype}.{element}: reference has neither a reference nor an identifier",
@@ -631,59 +767,58 @@ def _identity_from_reference(
     )
 
 
-def _record_class(resource: dict[str, Any]) -> RecordClass:
-    rtype = resource["resourceType"]
-    record_class = _SUPPORTED[rtype][0]
-    if (
-        rtype == "Observation"
-        and "vital-signs" in _category_codes(resource)
-        and "laboratory" not in _category_codes(resource)
-    ):
-        return RecordClass.VITAL_SIGNS
-    if rtype == "DiagnosticReport" and _category_codes(resource) & {"imaging", "RAD", "LP29684-5"}:
-        return RecordClass.IMAGING
-    return record_class
+def _record_class(resource: dict[str, Any], kind: ResourceKind) -> RecordClass:
+    if kind.category_rules:
+        codes = _category_codes(resource)
+        for rule in kind.category_rules:
+            if codes & rule.any_of and not codes & rule.none_of:
+                return rule.record_class
+    return kind.record_class
+
+
+def _patient_entry(patient: dict[str, Any]) -> _Patient:
+    return _identity_from_patient(patient), from_fhir_patient(patient)
 
 
 def _to_record(
     resource: dict[str, Any],
     *,
-    patients: dict[str, PatientIdentity],
+    patients: dict[str, _Patient],
     source_system: str,
     source_id: str,
     payload: bytes,
     version: Version,
     assume_tz: tzinfo,
-) -> CanonicalRecord:
+) -> ParsedRecord:
     rtype = resource["resourceType"]
-    if rtype == "Patient":
-        patient = _identity_from_patient(resource)
+    kind = RESOURCES[rtype]
+    if kind.patient_element is None:
+        patient, demographics = _patient_entry(resource)
     else:
-        element = _SUPPORTED[rtype][1]
-        assert element is not None
-        patient = _identity_from_reference(resource, element, patients)
+        patient, demographics = _identity_from_reference(resource, kind.patient_element, patients)
     summary = {"resource_type": rtype, "fhir_version": version}
     status = resource.get("status")
     if isinstance(status, str):
         summary["status"] = status
-    return CanonicalRecord(
+    return ParsedRecord(
         patient=patient,
-        record_class=_record_class(resource),
-        type_code=_type_code(resource),
-        clinical_time=_clinical_time(resource, assume_tz),
+        record_class=_record_class(resource, kind),
+        type_code=_type_code(resource, kind),
+        clinical_time=_clinical_time(resource, kind, assume_tz),
         source_system=source_system,
         source_id=source_id,
         media_type=MEDIA_FHIR_JSON,
         payload=payload,
         summary=summary,
+        demographics=demographics,
     )
 
 
 def _require_supported(rtype: str, path: str) -> None:
-    if rtype not in _SUPPORTED:
+    if rtype not in RESOURCES:
         raise IngestError(
             FHIR_UNSUPPORTED_RESOURCE,
-            f"{path}: resource type {rtype} is not ingested; supported: Bundle, {', '.join(sorted(_SUPPORTED))}",
+            f"{path}: resource type {rtype} is not ingested; supported: Bundle, {', '.join(sorted(RESOURCES))}",
             path=path,
             resource_type=rtype,
         )
@@ -700,7 +835,7 @@ def parse_fhir(
     validate: Validation = "full",
     fhir_version: Version | None = None,
     assume_tz: tzinfo = UTC,
-) -> list[CanonicalRecord]:
+) -> list[ParsedRecord]:
     """Parse one FHIR JSON resource or Bundle into canonical records (see the module docstring for the rules).
 
     ``assume_tz`` applies only to date-only values (dateTimes with a time carry their own offset in FHIR).
@@ -714,7 +849,7 @@ def parse_fhir(
     if rtype != "Bundle":
         # Reject unsupported types before the (costlier) structural check, but only for real resource types:
         # an unknown name is a schema error, not merely an unsupported one.
-        if rtype not in _SUPPORTED and _is_known_resource_type(rtype):
+        if rtype not in RESOURCES and _is_known_resource_type(rtype):
             _require_supported(rtype, rtype)
         version, model = _check_structure(obj, fhir_version)
         if validate == "full":
@@ -736,7 +871,7 @@ def parse_fhir(
 
 def _parse_bundle(
     bundle: dict[str, Any], source_system: str, validate: Validation, fhir_version: Version | None, assume_tz: tzinfo
-) -> list[CanonicalRecord]:
+) -> list[ParsedRecord]:
     btype = bundle.get("type")
     if btype not in SUPPORTED_BUNDLE_TYPES:
         raise IngestError(
@@ -759,17 +894,17 @@ def _parse_bundle(
         _full_validate(bundle, model, version)
 
     # Patients first, so clinical entries can resolve their subject by fullUrl or Patient/<id> in any order.
-    patients: dict[str, PatientIdentity] = {}
+    patients: dict[str, _Patient] = {}
     for entry in entries:
         resource = entry["resource"]
         if resource["resourceType"] == "Patient":
-            identity = _identity_from_patient(resource)
+            identity = _patient_entry(resource)
             if entry.get("fullUrl"):
                 patients[entry["fullUrl"]] = identity
             if resource.get("id"):
                 patients["Patient/" + resource["id"]] = identity
 
-    records: list[CanonicalRecord] = []
+    records: list[ParsedRecord] = []
     seen: set[str] = set()
     for i, entry in enumerate(entries):
         resource = entry["resource"]

@@ -12,6 +12,7 @@ including any MLLP framing or BOM: the ledger commits to what the sender produce
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
@@ -20,7 +21,17 @@ from hl7apy import SUPPORTED_LIBRARIES
 from hl7apy.exceptions import HL7apyException
 from hl7apy.parser import parse_segment
 
-from medledger.records import MEDIA_HL7V2, CanonicalRecord, PatientIdentity
+from medledger.demographics import (
+    Address,
+    Demographics,
+    Sex,
+    Telecom,
+    authority_uri,
+    make_identifier,
+    parse_birth_date,
+    person_name,
+)
+from medledger.records import MEDIA_HL7V2, PatientIdentity
 from medledger.vocabulary import RecordClass
 from node.ingest.detect import strip_text_framing
 from node.ingest.errors import (
@@ -32,6 +43,7 @@ from node.ingest.errors import (
     HL7_UNSUPPORTED_MESSAGE,
     IngestError,
 )
+from node.ingest.parsed import ParsedRecord
 
 
 @dataclass(frozen=True)
@@ -156,7 +168,7 @@ def _delimiters(msh: str) -> dict[str, str]:
     }
 
 
-def _field(segment: str, index: int, delims: dict[str, str]) -> str:
+def _field(segment: str, index: int, delims: Mapping[str, str]) -> str:
     """Raw field ``index`` (MSH counts MSH-1 as the separator itself, per the standard)."""
     fields = segment.split(delims["FIELD"])
     position = index - 1 if segment.startswith("MSH") else index
@@ -169,7 +181,7 @@ def _component(value: str, index: int, delims: dict[str, str]) -> str:
     return components[index - 1] if index - 1 < len(components) else ""
 
 
-def parse_hl7(data: bytes, *, source_system: str = "", assume_tz: tzinfo = UTC) -> list[CanonicalRecord]:
+def parse_hl7(data: bytes, *, source_system: str = "", assume_tz: tzinfo = UTC) -> list[ParsedRecord]:
     """Parse one HL7 v2 message (optionally MLLP-framed) into one canonical record."""
     body = strip_text_framing(data).rstrip(b" \t\r\n")
     if body.endswith(b"\x1c"):
@@ -260,7 +272,7 @@ def parse_hl7(data: bytes, *, source_system: str = "", assume_tz: tzinfo = UTC) 
                 )
             break
     return [
-        CanonicalRecord(
+        ParsedRecord(
             patient=patient,
             record_class=structure.record_class,
             type_code=type_code,
@@ -270,6 +282,7 @@ def parse_hl7(data: bytes, *, source_system: str = "", assume_tz: tzinfo = UTC) 
             media_type=MEDIA_HL7V2,
             payload=data,
             summary=summary,
+            demographics=from_pid(parsed.get("PID"), delims),
         )
     ]
 
@@ -326,7 +339,7 @@ def _patient(parsed: _Parsed) -> PatientIdentity:
     )
 
 
-def _unescape(value: str, delims: dict[str, str]) -> str:
+def _unescape(value: str, delims: Mapping[str, str]) -> str:
     esc = delims["ESCAPE"]
     if esc not in value:
         return value
@@ -338,3 +351,105 @@ def _unescape(value: str, delims: dict[str, str]) -> str:
         "T": delims["SUBCOMPONENT"],
     }
     return re.sub(re.escape(esc) + r"([FSRET])" + re.escape(esc), lambda m: table[m.group(1)], value)
+
+
+# --- demographics -------------------------------------------------------------------------------------------
+
+#: The delimiters of a message whose MSH-1/MSH-2 are the recommended ``|^~\\&``.
+STANDARD_DELIMITERS = {"FIELD": "|", "COMPONENT": "^", "REPETITION": "~", "ESCAPE": "\\", "SUBCOMPONENT": "&"}
+# XAD-7 address type (table 0190) → FHIR address-use.
+_ADDRESS_USE = {"H": "home", "B": "work", "O": "work", "C": "temp", "BA": "old"}
+# XTN-2 use (table 0201) and XTN-3 equipment (table 0202) → FHIR ContactPoint, after the v2-to-FHIR XTN map.
+_TELECOM_USE = {"PRN": "home", "ORN": "home", "VHN": "temp", "WPN": "work"}
+_TELECOM_SYSTEM = {
+    "PH": "phone",
+    "CP": "phone",
+    "SAT": "phone",
+    "FX": "fax",
+    "BP": "pager",
+    "INTERNET": "email",
+    "X.400": "email",
+    "MD": "other",
+    "TDD": "other",
+    "TTY": "other",
+}
+
+
+class _Field:
+    """One field of a segment split into repetitions, components and subcomponents, unescaped on access."""
+
+    def __init__(self, raw: str, delims: Mapping[str, str]) -> None:
+        self.delims = delims
+        self.repetitions = [r.split(delims["COMPONENT"]) for r in raw.split(delims["REPETITION"])] if raw else []
+
+    def get(self, repetition: list[str], component: int, subcomponent: int = 1) -> str:
+        value = repetition[component - 1] if component <= len(repetition) else ""
+        parts = value.split(self.delims["SUBCOMPONENT"])
+        value = parts[subcomponent - 1] if subcomponent <= len(parts) else ""
+        return _unescape(value, self.delims).strip()
+
+
+def _xtn(field: _Field, rep: list[str], default_use: str) -> Telecom | None:
+    """One XTN: the address from XTN-4 (e-mail) or the number from XTN-12 (unformatted), XTN-1 (the formatted
+    number of older versions) or XTN-5/6/7 (country, area, local)."""
+    use_code, equipment = field.get(rep, 2), field.get(rep, 3).upper()
+    system = "email" if use_code == "NET" else _TELECOM_SYSTEM.get(equipment, "pager" if use_code == "BPN" else "")
+    if system == "email":
+        value = field.get(rep, 4) or field.get(rep, 1)
+    else:
+        country = field.get(rep, 5)
+        parts = ("+" + country if country else "", field.get(rep, 6), field.get(rep, 7))
+        value = field.get(rep, 12) or field.get(rep, 1) or " ".join(p for p in parts if p)
+        system = system or "phone"
+    if not value:
+        return None
+    # PID-13 holds home and PID-14 business numbers unless XTN-2 names another use (NET, BPN name none).
+    use = "mobile" if equipment == "CP" else _TELECOM_USE.get(use_code, default_use)
+    return Telecom(system, value, use)
+
+
+def from_pid(segment: str, delims: Mapping[str, str] | None = None) -> Demographics:
+    """The demographics of one PID segment (text, as decoded from the message; ``delims`` as MSH-1/MSH-2 define,
+    the standard ones if omitted): PID-3 identifiers, PID-5 names, PID-7 birth date, PID-8 sex, PID-11 addresses,
+    PID-13/14 home and business telecoms."""
+    delims = delims or STANDARD_DELIMITERS
+
+    def field(index: int) -> _Field:
+        return _Field(_field(segment, index, delims), delims)
+
+    identifiers = []
+    pid3 = field(3)
+    for rep in pid3.repetitions:
+        authority = authority_uri(pid3.get(rep, 4, 1), pid3.get(rep, 4, 2), pid3.get(rep, 4, 3))
+        identifier = make_identifier(pid3.get(rep, 1), authority, pid3.get(rep, 5))
+        if identifier is not None:
+            identifiers.append(identifier)
+    pid5 = field(5)
+    names = (person_name(pid5.get(r, 1), (pid5.get(r, 2), pid5.get(r, 3))) for r in pid5.repetitions)
+    pid7, pid8, pid11 = field(7), field(8), field(11)
+    birth = pid7.get(pid7.repetitions[0], 1) if pid7.repetitions else ""
+    sex = pid8.get(pid8.repetitions[0], 1) if pid8.repetitions else ""
+    addresses = (
+        Address(
+            lines=tuple(line for line in (pid11.get(r, 1), pid11.get(r, 2)) if line),
+            city=pid11.get(r, 3),
+            district=pid11.get(r, 9),
+            state=pid11.get(r, 4),
+            postal_code=pid11.get(r, 5),
+            country=pid11.get(r, 6),
+            use=_ADDRESS_USE.get(pid11.get(r, 7), ""),
+        )
+        for r in pid11.repetitions
+    )
+    telecoms = []
+    for index, default_use in ((13, "home"), (14, "work")):
+        xtn = field(index)
+        telecoms += [t for t in (_xtn(xtn, r, default_use) for r in xtn.repetitions) if t is not None]
+    return Demographics(
+        names=tuple(n for n in names if n is not None),
+        sex=Sex.from_hl7(sex),
+        birth_date=parse_birth_date(birth),
+        identifiers=tuple(identifiers),
+        addresses=tuple(a for a in addresses if a),
+        telecoms=tuple(telecoms),
+    )
