@@ -297,6 +297,42 @@ def block_range(
     )
 
 
+@app.command(
+    epilog="Examples:\n\n"
+    "  medledger audit serve --port 8600\n\n"
+    "  MEDLEDGER_AUDITOR_KEY=… medledger audit serve --rpc http://10.0.0.5:8545 --db sqlite:///audit.db"
+)
+@handles_errors
+@_cannot_run
+def serve(
+    port: Annotated[int, typer.Option("--port", help="TCP port to listen on.")] = 8600,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    rpc: RpcOpt = DEFAULT_RPC,
+    deployments: DirOpt = None,
+    db: DbOpt = None,
+    ciphertexts: CipherOpt = None,
+    key_env: KeyEnvOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Serve the auditor's web page and audit API (POST /v1/audits, GET /v1/audits/{id}, .../auditevents).
+
+    The page is the portal's auditor page at http://HOST:PORT/portal/auditor.html; audits run as the commands
+    above do (their own re-index of the chain, never a node's database), one at a time.
+    """
+    from clients.auditor.web import serve as run_service
+
+    settings = AuditSettings(
+        rpc_url=rpc,
+        deployments_dir=deployments,
+        db_url=db,
+        ciphertexts=ciphertexts,
+        key_env=key_env,
+        stores=parse_stores(store),
+    )
+    err_console.print(f"auditor: http://{host}:{port}/portal/auditor.html (chain {rpc})", highlight=False)
+    run_service(settings, host=host, port=port)
+
+
 if __name__ == "__main__":
     os.environ.setdefault("COLUMNS", "120")
     app()
