@@ -26,9 +26,9 @@ class SharingModule(NodeModule):
     summary = "Consent-checked sharing: sign-in, relayed consent, release, the patient's views, audit."
 
     def routers(self, ctx: ModuleContext) -> Sequence[ModuleRouter]:
-        from node.api import audit, clinical, consent, me, records, signin
+        from node.api import audit, clinical, consent, directory_routes, me, records, signin
 
-        # In this order the OpenAPI document lists the routes as it always has.
+        # In this order the OpenAPI document lists the routes as it always has (new routers go last).
         return [
             ModuleRouter(signin.router),
             ModuleRouter(consent.router),
@@ -36,6 +36,7 @@ class SharingModule(NodeModule):
             ModuleRouter(me.router),
             ModuleRouter(audit.router),
             ModuleRouter(clinical.router),
+            ModuleRouter(directory_routes.router),
         ]
 
 

@@ -15,6 +15,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
@@ -233,3 +234,42 @@ def test_views_in_chinese_on_a_phone(network: Network, page_factory: Any, view: 
     assert page.inner_text("main h1") in {"查找患者", "上传记录", "员工登录"}
     check_page(page, f"{view}-phone-zh-CN")
     assert page.console_errors == []
+
+
+def test_find_a_patient_of_this_node_by_mrn(network: Network, page_factory: Any) -> None:
+    a = network.a
+    patient, ids = network.patient(records=1)
+    addr = patient.wallet.address
+    mrn = f"MRN-{network._mrn}-{addr[2:8]}"
+    # The route: staff with a clinical or registration role, an MRN required, this node's directory only.
+    url = f"{a.url}/v1/patients"
+    assert httpx.get(url, params={"mrn": mrn}).json()["error"]["code"] == "unauthenticated"
+    auditor = httpx.get(url, params={"mrn": mrn}, headers={"Authorization": f"Bearer {a.tokens['auditor']}"})
+    assert (auditor.status_code, auditor.json()["error"]["code"]) == (403, "forbidden")
+    staff = {"Authorization": f"Bearer {a.tokens['registrar']}"}
+    empty = httpx.get(url, params={"mrn": " "}, headers=staff)
+    assert (empty.status_code, empty.json()["error"]["code"]) == (422, "patient_mrn_missing")
+    assert httpx.get(url, params={"mrn": mrn}, headers=staff).json() == {"items": []}  # the authority is part of it
+    found = httpx.get(url, params={"mrn": mrn, "authority": "HOSP-A"}, headers=staff).json()["items"]
+    assert [(m["address"], m["linked"], m["assigning_authority"]) for m in found] == [(addr, True, "HOSP-A")]
+    elsewhere = httpx.get(f"{network.b.url}/v1/patients", params={"mrn": mrn, "authority": "HOSP-A"},
+                          headers={"Authorization": f"Bearer {network.b.tokens['clinician']}"})  # fmt: skip
+    assert elsewhere.json() == {"items": []}
+
+    page = open_workspace(page_factory, a)
+    page.get_by_role("button", name="Search").click()
+    assert page.get_attribute(".mrn-results [role=alert]", "data-code") == "patient_mrn_missing"
+    page.get_by_label("Medical record number (MRN)").fill("MRN-nobody")
+    page.get_by_role("button", name="Search").click()
+    page.locator(".mrn-results", has_text="No patient with this MRN").wait_for()
+    page.get_by_label("Medical record number (MRN)").fill(mrn)
+    page.get_by_label("Assigning authority").fill("HOSP-A")
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_selector(f".mrn-results li[data-mrn='{mrn}']")
+    assert "HOSP-A" in page.inner_text(".mrn-results")
+    check_page(page, "find-by-mrn")
+    page.get_by_role("link", name="Open timeline").click()
+    page.wait_for_selector("table.timeline tbody tr")
+    assert page.inner_text("#patient-address") == addr
+    assert [r.get_attribute("data-record") for r in page.locator("table.timeline tbody tr").all()] == ids
+    assert script_errors(page) == []

@@ -56,6 +56,7 @@ const KNOWN_ERRORS = new Set([
   "fhir_invalid_json",
   "fhir_missing_patient",
   "token_missing",
+  "patient_mrn_missing",
 ]);
 
 // ------------------------------------------------------------------------------------------- session
@@ -247,6 +248,7 @@ function renderFind(main) {
     ),
     out,
   );
+  main.append(mrnSearch());
   const seen = recent();
   if (seen.length) {
     main.append(
@@ -259,6 +261,73 @@ function renderFind(main) {
     );
   }
   input.focus();
+}
+
+/** Search this node's own directory by MRN (GET /v1/patients): the desk knows the MRN, not the address. */
+function mrnSearch() {
+  const mrn = h("input", { type: "text", name: "mrn", autocomplete: "off", spellcheck: "false", "aria-required": "true" });
+  const authority = h("input", { type: "text", name: "authority", autocomplete: "off", spellcheck: "false" });
+  const out = h("div", { "aria-live": "polite", class: "mrn-results" });
+  return h(
+    "section",
+    { "aria-labelledby": "mrn-h" },
+    h("h2", { id: "mrn-h" }, t("clinician.find.byMrn")),
+    h(
+      "form",
+      {
+        class: "card",
+        onsubmit: async (e) => {
+          e.preventDefault();
+          replace(out);
+          if (!mrn.value.trim()) {
+            replace(out, errorBox({ code: "patient_mrn_missing", message: t("clinician.find.mrnMissing") }));
+            mrn.focus();
+            return;
+          }
+          try {
+            const found = await api().get("/v1/patients", { mrn: mrn.value.trim(), authority: authority.value.trim() });
+            if (found.items.length === 0) {
+              replace(out, h("p", { class: "notice warn", role: "status" }, t("clinician.find.noMatch")));
+              return;
+            }
+            const list = h(
+              "ul",
+              { class: "matches" },
+                found.items.map((m) =>
+                  h(
+                    "li",
+                    { class: "card", dataset: { mrn: m.mrn } },
+                    h("p", {}, h("strong", {}, [m.given_name, m.family_name].filter(Boolean).join(" ") || m.mrn)),
+                    h(
+                      "p",
+                      { class: "muted" },
+                      [
+                        `${t("clinician.find.mrn")}: ${m.mrn}`,
+                        m.assigning_authority && `${t("clinician.find.authority")}: ${m.assigning_authority}`,
+                        m.birth_date && `${t("clinician.find.born")}: ${m.birth_date}`,
+                      ]
+                        .filter(Boolean)
+                        .join(" · "),
+                    ),
+                    m.linked
+                      ? h("a", { href: `#/patient?p=${m.address}`, class: "button" }, t("clinician.find.open"))
+                      : h("p", { class: "notice warn" }, t("clinician.find.notLinked")),
+                  ),
+                ),
+            );
+            Object.assign(list.style, { listStyle: "none", padding: "0" });
+            replace(out, list);
+          } catch (err) {
+            replace(out, errorBox(err));
+          }
+        },
+      },
+      field(t("clinician.find.mrn"), mrn),
+      field(t("clinician.find.authority"), authority, t("clinician.find.authorityHint")),
+      h("div", { class: "actions" }, h("button", { type: "submit", class: "secondary" }, t("clinician.find.search"))),
+    ),
+    out,
+  );
 }
 
 async function renderPatient(main, params) {
