@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +31,7 @@ from node.storage import open_store
 from tests.portal.conftest import PHONE, axe_violations, screenshot
 from tests.sharing.conftest import Network, network, wait_until  # noqa: F401 (the fixture)
 
+ROOT = Path(__file__).resolve().parents[2]
 KEY_ENV = "MEDLEDGER_TEST_PORTAL_AUDITOR_KEY"
 
 
@@ -260,3 +263,52 @@ def test_violations_and_warnings_are_clearly_marked(
         assert page.console_errors == []
         assert axe_violations(page) == []
         screenshot(page, "auditor-violations-en-US")
+
+
+def test_medledger_audit_serve_runs_the_service(network: Network, read_patient: tuple[str, list[str]]) -> None:
+    """The command as an operator starts it: a subprocess serving the page and the API on its port."""
+    address, _ = read_patient
+    port = _free_port()
+    env = {**os.environ, "COLUMNS": "120"}
+    env.pop(KEY_ENV, None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "assembly.cli", "audit", "serve", "--port", str(port),
+         "--rpc", network.rpc.url, "--deployments", str(network.deployments), "--no-ciphertexts"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+
+        def up() -> bool:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            try:
+                return httpx.get(f"{url}/healthz").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(up, timeout=30, what="medledger audit serve")
+        assert httpx.get(f"{url}/portal/auditor.html").status_code == 200
+        service = AuditorService(url)
+        _, report = _audit(service, {"kind": "patient", "address": address})
+        assert report["result"] == "clean" and report["summary"]["ciphertexts_checked"] is False
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert b"auditor: http://127.0.0.1:" in (proc.stderr.read() if proc.stderr else b"")
+
+
+def test_the_page_served_by_a_node_says_where_audits_run(
+    network: Network, read_patient: tuple[str, list[str]], page_factory
+) -> None:
+    address, _ = read_patient
+    page = page_factory(locale="en-US")
+    page.goto(f"{network.a.url}/portal/auditor.html#/audit?kind=patient&address={address}")
+    page.wait_for_selector("main h1")
+    page.click("#audit-run")
+    page.wait_for_selector("[role=alert]")
+    assert "medledger audit serve" in page.inner_text("[role=alert]")
+    assert page.evaluate("document.activeElement.getAttribute('role')") == "alert"

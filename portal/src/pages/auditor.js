@@ -88,7 +88,8 @@ async function run(view) {
       view.progress();
     }
   } catch (err) {
-    state.error = err;
+    // Served by a node (which runs no audits) rather than by the auditor's service: say where audits run.
+    state.error = err.status === 404 && err.code === "not_found" ? { message: t("auditor.no_service"), local: true } : err;
   } finally {
     state.running = null;
   }
