@@ -9,13 +9,14 @@ Demographics`, which every format maps onto the same model (``from_fhir_patient`
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, tzinfo
 from os import PathLike
 from pathlib import Path
 
 from node.ingest.detect import Format, detect_format
 from node.ingest.dicom import from_dicom, parse_dicom, parse_dicom_file
-from node.ingest.errors import PAYLOAD_TOO_LARGE, IngestError
+from node.ingest.errors import INGEST_LIMIT_EXCEEDED, INGEST_UNPARSEABLE, PAYLOAD_TOO_LARGE, IngestError
 from node.ingest.fhir import Validation, Version, from_fhir_patient, parse_fhir
 from node.ingest.hl7 import from_pid, parse_hl7
 from node.ingest.parsed import ParsedRecord
@@ -39,6 +40,8 @@ __all__ = [
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
+log = logging.getLogger(__name__)
+
 
 def _too_large(size: int, max_bytes: int) -> IngestError:
     return IngestError(
@@ -60,9 +63,44 @@ def parse(
     ``validate`` and ``fhir_version`` apply to FHIR only (see :mod:`node.ingest.fhir`); ``assume_tz`` is the zone
     of source times that carry no UTC offset (HL7 timestamps, DICOM dates without (0008,0201), FHIR dates).
     """
+    if validate not in ("full", "fast"):
+        raise ValueError(f"validate must be 'full' or 'fast', not {validate!r}")
     if len(data) > max_bytes:
         raise _too_large(len(data), max_bytes)
     fmt = detect_format(data)
+    try:
+        return _parse_as(fmt, data, source_system, validate, fhir_version, assume_tz)
+    except IngestError:
+        raise
+    # The parsers turn every failure they know of into a precise code; these are the last line, so that a
+    # library's internal error on a hostile input is a refusal (4xx), never a traceback or a 500. The message
+    # names the exception type only: a library's message may quote the input.
+    except RecursionError:
+        raise IngestError(
+            INGEST_LIMIT_EXCEEDED, f"{fmt} input nested too deeply to parse", limit="max_depth", format=str(fmt)
+        ) from None
+    except MemoryError:
+        raise IngestError(
+            INGEST_LIMIT_EXCEEDED, f"{fmt} input needs more memory than the node allows", format=str(fmt)
+        ) from None
+    except Exception as exc:
+        log.warning("ingest: %s parser failed on an input with %s", fmt, type(exc).__name__, exc_info=True)
+        raise IngestError(
+            INGEST_UNPARSEABLE,
+            f"{fmt} parser failed on this input ({type(exc).__name__}); it was refused",
+            format=str(fmt),
+            exception=type(exc).__name__,
+        ) from None
+
+
+def _parse_as(
+    fmt: Format,
+    data: bytes,
+    source_system: str,
+    validate: Validation,
+    fhir_version: Version | None,
+    assume_tz: tzinfo,
+) -> list[ParsedRecord]:
     if fmt is Format.DICOM:
         return parse_dicom(data, source_system=source_system, assume_tz=assume_tz)
     if fmt is Format.HL7V2:

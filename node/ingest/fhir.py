@@ -61,15 +61,27 @@ from medledger.demographics import (
 from medledger.records import MEDIA_FHIR_JSON, PatientIdentity
 from medledger.vocabulary import RecordClass
 from node.ingest.errors import (
+    FHIR_BUNDLE_INVALID,
     FHIR_DUPLICATE_KEY,
     FHIR_INVALID,
+    FHIR_INVALID_BASE64,
+    FHIR_INVALID_CODE,
+    FHIR_INVALID_DATETIME,
+    FHIR_INVALID_ID,
     FHIR_INVALID_JSON,
     FHIR_MISSING_PATIENT,
+    FHIR_OUT_OF_RANGE,
+    FHIR_UNSAFE_NARRATIVE,
     FHIR_UNSUPPORTED_RESOURCE,
     FHIR_WRONG_TYPE,
+    INGEST_CONTROL_CHARACTER,
+    INGEST_LIMIT_EXCEEDED,
     IngestError,
 )
+from node.ingest.limits import LIMITS, Limits
+from node.ingest.narrative import narrative_problem
 from node.ingest.parsed import ParsedRecord
+from node.ingest.valuesets import HTTP_VERBS, required_codes
 
 Version = Literal["R4B", "R5"]
 Validation = Literal["full", "fast"]
@@ -205,7 +217,16 @@ def load_json(data: bytes) -> Any:
         # Decimal keeps "1.50" as written: FHIR decimals carry precision, and the canonical entry JSON must too.
         return json.loads(text, object_pairs_hook=_no_duplicates, parse_float=Decimal, parse_constant=_reject_constant)
     except _DuplicateKeyError as exc:
-        raise IngestError(FHIR_DUPLICATE_KEY, f"duplicate JSON key {exc.key!r}", key=exc.key) from None
+        key = _safe_key(exc.key)
+        raise IngestError(FHIR_DUPLICATE_KEY, f"duplicate JSON key {key!r}", key=key) from None
+    except RecursionError:
+        # The C decoder recurses per nesting level: a deeply nested document exhausts the stack before any
+        # FHIR check could run. Nothing legitimate nests anywhere near that deep (max_depth is far lower).
+        raise IngestError(
+            INGEST_LIMIT_EXCEEDED,
+            f"JSON nested too deeply to parse (limit max_depth {LIMITS.max_depth})",
+            limit="max_depth",
+        ) from None
     except json.JSONDecodeError as exc:
         raise IngestError(
             FHIR_INVALID_JSON,
@@ -255,8 +276,10 @@ def _canon_into(value: Any, out: list[str]) -> None:
 
 # --- structural checking against compiled model metadata ---------------------------------------------------
 
+# Primitive kinds are below _K_OBJECT (the list check relies on it); the string-valued ones are _STRING_KINDS.
 _K_STRING, _K_BOOL, _K_INT, _K_INT64, _K_DECIMAL, _K_DATE, _K_DATETIME, _K_INSTANT, _K_TIME = range(9)
-_K_OBJECT, _K_RESOURCE, _K_COMMENTS = 9, 10, 11
+_K_ID, _K_POSINT, _K_UINT, _K_BASE64, _K_XHTML, _K_CODE = range(9, 15)
+_K_OBJECT, _K_RESOURCE, _K_COMMENTS = 20, 21, 22
 
 _DATE_RE = re.compile(r"\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?")
 _TZ = r"(Z|[+-]((0\d|1[0-3]):[0-5]\d|14:00))"
@@ -268,7 +291,24 @@ _INSTANT_RE = re.compile(
 )
 _TIME_RE = re.compile(r"([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?")
 _INT64_RE = re.compile(r"-?\d{1,19}")
-_FORMAT_RES = {_K_DATE: _DATE_RE, _K_DATETIME: _DATETIME_RE, _K_INSTANT: _INSTANT_RE, _K_TIME: _TIME_RE}
+_ID_RE = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+_BASE64_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_BASE64_SPACE = re.compile(r"\s+")
+# FHIR strings SHALL NOT hold code points below 32 but tab, CR and LF. Raw ones are already invalid JSON, so only
+# \u00XX escapes can bring them in; the raw text is searched once and strings are checked only after a hit.
+_CONTROL_ESCAPE = re.compile(rb"\\u00[01][0-9a-fA-F]")
+_CONTROL_CHAR = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_FORMAT_RES = {
+    _K_DATE: _DATE_RE,
+    _K_DATETIME: _DATETIME_RE,
+    _K_INSTANT: _INSTANT_RE,
+    _K_TIME: _TIME_RE,
+    _K_ID: _ID_RE,
+}
+_FORMAT_CODES = {_K_ID: FHIR_INVALID_ID}
+_DATE_KINDS = frozenset({_K_DATE, _K_DATETIME, _K_INSTANT})
+_STRING_KINDS = frozenset({_K_STRING, _K_DATE, _K_DATETIME, _K_INSTANT, _K_TIME, _K_ID, _K_BASE64, _K_XHTML, _K_CODE})
+_INT_RANGES = {_K_INT: (-(2**31), 2**31 - 1), _K_POSINT: (1, 2**31 - 1), _K_UINT: (0, 2**31 - 1)}
 _KIND_NAMES = {
     _K_STRING: "a string",
     _K_BOOL: "a boolean",
@@ -279,10 +319,34 @@ _KIND_NAMES = {
     _K_DATETIME: "a dateTime string",
     _K_INSTANT: "an instant string",
     _K_TIME: "a time string",
+    _K_ID: "an id ([A-Za-z0-9-.]{1,64})",
+    _K_POSINT: "a positiveInt",
+    _K_UINT: "an unsignedInt",
+    _K_BASE64: "a base64Binary string",
+    _K_XHTML: "an XHTML string",
+    _K_CODE: "a code",
     _K_OBJECT: "an object",
     _K_RESOURCE: "a resource object",
 }
-_META_KINDS = {"Date": _K_DATE, "DateTime": _K_DATETIME, "Instant": _K_INSTANT, "Time": _K_TIME}
+_META_KINDS = {
+    "Date": _K_DATE,
+    "DateTime": _K_DATETIME,
+    "Instant": _K_INSTANT,
+    "Time": _K_TIME,
+    "Id": _K_ID,
+    "Base64Binary": _K_BASE64,
+    "Xhtml": _K_XHTML,
+    "Code": _K_CODE,
+}
+_DAYS = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _calendar_day_exists(value: str) -> bool:
+    """``YYYY-MM-DD...`` names a real day (the grammars allow 31 in every month). Called only for days > 28."""
+    year, month, day = int(value[:4]), int(value[5:7]), int(value[8:10])
+    if day > _DAYS[month]:
+        return False
+    return not (month == 2 and day == 29 and not (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)))
 
 
 @dataclass(slots=True)
@@ -290,6 +354,7 @@ class _Field:
     kind: int
     is_list: bool
     model: type | None  # for _K_OBJECT
+    codes: frozenset[str] | None = None  # for _K_CODE bound to a required value set (node.ingest.valuesets)
 
 
 @dataclass(slots=True)
@@ -341,7 +406,13 @@ def _field_from_annotation(annotation: Any) -> _Field:
     if ann is bool:
         return _Field(_K_BOOL, is_list, None)
     if ann is int:
-        return _Field(_K_INT64 if "Integer64" in meta_names else _K_INT, is_list, None)
+        if "Integer64" in meta_names:
+            return _Field(_K_INT64, is_list, None)
+        if "PositiveInt" in meta_names:
+            return _Field(_K_POSINT, is_list, None)
+        if "UnsignedInt" in meta_names:
+            return _Field(_K_UINT, is_list, None)
+        return _Field(_K_INT, is_list, None)
     if ann is Decimal or ann is float:
         return _Field(_K_DECIMAL, is_list, None)
     return _Field(_K_STRING, is_list, None)
@@ -360,6 +431,8 @@ def _spec_for(model: type) -> _Spec:
             fields[alias] = _Field(_K_COMMENTS, False, None)
             continue
         fields[alias] = _field_from_annotation(info.annotation)
+        if fields[alias].kind == _K_CODE:
+            fields[alias].codes = required_codes(model, alias)
         extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
         if extra.get("element_required") or info.is_required():
             required.append(alias)
@@ -387,7 +460,13 @@ def _is_known_resource_type(rtype: str) -> bool:
 
 
 class _Checker:
-    """Walks parsed JSON against one FHIR version's models; counts visited nodes to compare failed versions."""
+    """Walks parsed JSON against one FHIR version's models; counts visited nodes to compare failed versions.
+
+    It also enforces the value rules the fast path owns: calendar-valid dates, integer ranges, id and code
+    grammars, required value sets, Base64 and narrative. The resource limits and control characters are
+    :class:`_LimitedChecker`'s, used only for inputs that could break a limit (see :func:`_needs_limits`), so
+    the common small resource pays nothing for them.
+    """
 
     def __init__(self, version: Version) -> None:
         self.version = version
@@ -401,9 +480,9 @@ class _Checker:
         try:
             model = self.lookup(rtype)
         except (KeyError, ValueError, ImportError, AttributeError):
-            raise _Fail(FHIR_INVALID, f"unknown resourceType {rtype!r} in FHIR {self.version}") from None
+            raise _Fail(FHIR_INVALID, f"unknown resourceType {_quoted_name(rtype)} in FHIR {self.version}") from None
         if not _is_resource_model(model, self.version):
-            raise _Fail(FHIR_INVALID, f"{rtype!r} is not a FHIR resource type")
+            raise _Fail(FHIR_INVALID, f"{_quoted_name(rtype)} is not a FHIR resource type")
         return model
 
     def check_resource(self, obj: Any) -> type:
@@ -425,7 +504,7 @@ class _Checker:
                 if is_resource and key == "resourceType":
                     continue
                 exc = _Fail(FHIR_INVALID, f"unknown element for {model.__name__}")
-                exc.path.append(key)
+                exc.path.append(_safe_key(key))
                 raise exc
             try:
                 if field.is_list:
@@ -468,20 +547,43 @@ class _Checker:
             if vtype is not dict:
                 raise _Fail(FHIR_WRONG_TYPE, f"expected an object, got {_json_type(value)}")
             self.check_object(value, field.model)  # type: ignore[arg-type]
-        elif kind == _K_STRING or kind in _FORMAT_RES:
+        elif kind in _STRING_KINDS:
             if vtype is not str:
                 raise _Fail(FHIR_WRONG_TYPE, f"expected {_KIND_NAMES[kind]}, got {_json_type(value)}")
-            if not value.strip():
+            stripped = value.strip()
+            if not stripped:
                 raise _Fail(FHIR_INVALID, "empty string (FHIR forbids empty or blank values)")
+            if kind == _K_STRING:
+                return
+            if kind == _K_CODE:
+                # The code grammar \S+( \S+)* without a regex: str.strip returns the very object when there is
+                # nothing to strip, and isprintable is False for every whitespace but the ASCII space.
+                if stripped is not value or "  " in value or not value.isprintable():
+                    raise _Fail(FHIR_INVALID, "not a code in FHIR format (no leading, trailing or double spaces)")
+                if field.codes is not None and value not in field.codes:
+                    raise _Fail(FHIR_INVALID_CODE, "code outside the element's required value set")
+                return
             pattern = _FORMAT_RES.get(kind)
-            if pattern is not None and pattern.fullmatch(value) is None:
-                raise _Fail(FHIR_INVALID, f"not {_KIND_NAMES[kind]} in FHIR format")
+            if pattern is not None:
+                if pattern.fullmatch(value) is None:
+                    raise _Fail(_FORMAT_CODES.get(kind, FHIR_INVALID), f"not {_KIND_NAMES[kind]} in FHIR format")
+                if kind in _DATE_KINDS and len(value) >= 10 and value[8:10] > "28" and not _calendar_day_exists(value):
+                    raise _Fail(FHIR_INVALID_DATETIME, f"not a calendar day: {_KIND_NAMES[kind]} names no such date")
+            elif kind == _K_BASE64:
+                _check_base64(value)
+            elif kind == _K_XHTML:
+                problem = narrative_problem(value)
+                if problem is not None:
+                    raise _Fail(FHIR_UNSAFE_NARRATIVE, problem)
         elif kind == _K_DECIMAL:
             if vtype is not Decimal and vtype is not int:
                 raise _Fail(FHIR_WRONG_TYPE, f"expected a number, got {_json_type(value)}")
-        elif kind == _K_INT:
+        elif kind in _INT_RANGES:
             if vtype is not int:
-                raise _Fail(FHIR_WRONG_TYPE, f"expected an integer, got {_json_type(value)}")
+                raise _Fail(FHIR_WRONG_TYPE, f"expected {_KIND_NAMES[kind]}, got {_json_type(value)}")
+            low, high = _INT_RANGES[kind]
+            if not low <= value <= high:
+                raise _Fail(FHIR_OUT_OF_RANGE, f"{_KIND_NAMES[kind]} outside {low}..{high}")
         elif kind == _K_BOOL:
             if vtype is not bool:
                 raise _Fail(FHIR_WRONG_TYPE, f"expected a boolean, got {_json_type(value)}")
@@ -489,10 +591,81 @@ class _Checker:
             # R5 integer64 is a JSON string (JavaScript numbers lose precision above 2^53); accept a number too.
             if not (vtype is int or (vtype is str and _INT64_RE.fullmatch(value))):
                 raise _Fail(FHIR_WRONG_TYPE, f"expected an integer64, got {_json_type(value)}")
+            if not -(2**63) <= int(value) < 2**63:
+                raise _Fail(FHIR_OUT_OF_RANGE, "integer64 outside the signed 64-bit range")
         elif kind == _K_RESOURCE:
             self.check_resource(value)
         elif kind == _K_COMMENTS and not (vtype is str or (vtype is list and all(type(c) is str for c in value))):
             raise _Fail(FHIR_WRONG_TYPE, "fhir_comments must be a string or an array of strings")
+
+
+class _LimitedChecker(_Checker):
+    """:class:`_Checker` plus the ingest limits (:mod:`node.ingest.limits`) and the control-character rule."""
+
+    def __init__(self, version: Version, limits: Limits = LIMITS) -> None:
+        super().__init__(version)
+        self.depth = 0
+        self.limits = limits
+
+    def check_object(self, obj: dict[str, Any], model: type, *, is_resource: bool = False) -> None:
+        self.depth += 1
+        if self.depth > self.limits.max_depth:
+            raise _Fail(INGEST_LIMIT_EXCEEDED, f"nesting deeper than {self.limits.max_depth} levels (limit max_depth)")
+        for key, value in obj.items():
+            if type(value) is list and len(value) > self.limits.max_array_length:
+                exc = _Fail(
+                    INGEST_LIMIT_EXCEEDED,
+                    f"array of {len(value)} items, more than {self.limits.max_array_length} (limit max_array_length)",
+                )
+                exc.path.append(_safe_key(key))
+                raise exc
+        super().check_object(obj, model, is_resource=is_resource)
+        self.depth -= 1
+
+    def check_value(self, value: Any, field: _Field) -> None:
+        if type(value) is str:
+            limit = self.limits.max_base64_length if field.kind == _K_BASE64 else self.limits.max_string_length
+            if len(value) > limit:
+                raise _Fail(
+                    INGEST_LIMIT_EXCEEDED,
+                    f"string of {len(value)} characters, more than {limit} (limit max_string_length)",
+                )
+            if _CONTROL_CHAR.search(value):
+                raise _Fail(INGEST_CONTROL_CHARACTER, "string holds a control character (FHIR allows tab, CR, LF)")
+        super().check_value(value, field)
+
+
+def _needs_limits(data: bytes, limits: Limits = LIMITS) -> bool:
+    """Whether ``data`` could break a limit or hold a control character; if not, the plain checker suffices.
+
+    A string longer than max_string_length needs that many bytes, an array of N items at least 2N-1, nesting
+    deeper than max_depth at least that many ``{``; a control character in valid JSON needs a ``\\u00XX``
+    escape. Each test is one pass in C over the raw bytes.
+    """
+    return (
+        len(data) > min(limits.max_string_length, 2 * limits.max_array_length)
+        or data.count(b"{") > limits.max_depth
+        or _CONTROL_ESCAPE.search(data) is not None
+    )
+
+
+def _check_base64(value: str) -> None:
+    # FHIR R4B/R5 base64Binary allows whitespace between the groups; the data itself must be whole 4-char groups.
+    compact = _BASE64_SPACE.sub("", value)
+    if len(compact) % 4 or _BASE64_RE.fullmatch(compact) is None:
+        raise _Fail(FHIR_INVALID_BASE64, "not Base64 (RFC 4648 alphabet, whole 4-character groups)")
+
+
+_SAFE_KEY = re.compile(r"_?[A-Za-z][A-Za-z0-9]{0,63}(\[x\])?")
+
+
+def _safe_key(key: str) -> str:
+    """An unknown key as it may appear in an error path: element names only, never arbitrary (possibly PHI) text."""
+    return key if _SAFE_KEY.fullmatch(key) else "<unknown key>"
+
+
+def _quoted_name(name: str) -> str:
+    return repr(name) if _SAFE_KEY.fullmatch(name) else "(not a type name)"
 
 
 def _json_type(value: Any) -> str:
@@ -510,6 +683,7 @@ def _json_type(value: Any) -> str:
 
 
 def _fail_to_error(exc: _Fail, root: str, version: Version) -> IngestError:
+    root = root if _SAFE_KEY.fullmatch(root) else "Resource"
     path = root + "".join(p if p.startswith("[") else "." + p for p in reversed(exc.path))
     return IngestError(exc.code, f"{path}: {exc.message} (FHIR {version})", path=path, fhir_version=version)
 
@@ -532,7 +706,7 @@ def _version_hint(obj: dict[str, Any]) -> Version | None:
     return None
 
 
-def _check_structure(obj: Any, fhir_version: Version | None) -> tuple[Version, type]:
+def _check_structure(obj: Any, fhir_version: Version | None, *, limited: bool = True) -> tuple[Version, type]:
     """Choose the FHIR version (module docstring rule) and run the structural check; returns (version, model)."""
     if type(obj) is not dict:
         raise IngestError(FHIR_INVALID, "FHIR JSON must be an object with a resourceType")
@@ -543,13 +717,13 @@ def _check_structure(obj: Any, fhir_version: Version | None) -> tuple[Version, t
     candidates: tuple[Version, ...] = (version,) if version else ("R5", "R4B")
     failures: list[tuple[int, _Fail, Version]] = []
     for candidate in candidates:
-        checker = _Checker(candidate)
+        checker = _LimitedChecker(candidate) if limited else _Checker(candidate)
         try:
             return candidate, checker.check_resource(obj)
         except _Fail as exc:
             failures.append((checker.visited, exc, candidate))
         except RecursionError:
-            raise IngestError(FHIR_INVALID, f"{rtype}: nesting too deep") from None
+            raise IngestError(INGEST_LIMIT_EXCEEDED, "nesting too deep (limit max_depth)", limit="max_depth") from None
     # The version that walked further before failing is the one the sender most plausibly meant.
     _, exc, candidate = max(failures, key=lambda f: f[0])
     raise _fail_to_error(exc, rtype, candidate)
@@ -735,6 +909,8 @@ def _known_only_by(identifier: Identifier | None) -> Demographics:
 def _identity_from_reference(resource: dict[str, Any], element: str, patients: dict[str, _Patient]) -> _Patient:
     rtype = resource["resourceType"]
     ref = resource.get(element)
+    if isinstance(ref, list):  # R5 Composition.subject is 0..*: the first reference names the patient
+        ref = next((r for r in ref if isinstance(r, dict)), None)
     if not isinstance(ref, dict):
         raise IngestError(FHIR_MISSING_PATIENT, f"{rtype}.{element}: no patient reference", path=f"{rtype}.{element}")
     literal = ref.get("reference")
@@ -843,6 +1019,7 @@ def parse_fhir(
     if validate not in ("full", "fast"):
         raise ValueError(f"validate must be 'full' or 'fast', not {validate!r}")
     obj = load_json(data)
+    limited = _needs_limits(data)
     if type(obj) is not dict or not isinstance(obj.get("resourceType"), str):
         raise IngestError(FHIR_INVALID, "FHIR JSON must be an object with a string resourceType", path="resourceType")
     rtype = obj["resourceType"]
@@ -851,7 +1028,7 @@ def parse_fhir(
         # an unknown name is a schema error, not merely an unsupported one.
         if rtype not in RESOURCES and _is_known_resource_type(rtype):
             _require_supported(rtype, rtype)
-        version, model = _check_structure(obj, fhir_version)
+        version, model = _check_structure(obj, fhir_version, limited=limited)
         if validate == "full":
             _full_validate(obj, model, version)
         source_id = f"{rtype}/{obj['id']}" if obj.get("id") else _content_id(rtype, data)
@@ -866,19 +1043,76 @@ def parse_fhir(
                 assume_tz=assume_tz,
             )
         ]
-    return _parse_bundle(obj, source_system, validate, fhir_version, assume_tz)
+    return _parse_bundle(obj, source_system, validate, fhir_version, assume_tz, limited)
+
+
+#: Resources a FHIR document carries to say who wrote, attested or keeps it (Composition.author, attester,
+#: custodian): ingested as part of the document's payload, never as records of their own.
+DOCUMENT_SUPPORTING = frozenset(
+    {"Practitioner", "PractitionerRole", "Organization", "Device", "RelatedPerson", "Location"}
+)
+
+
+def _bundle_fail(rule: str, message: str, path: str) -> IngestError:
+    return IngestError(FHIR_BUNDLE_INVALID, f"{path}: {message} ({rule})", path=path, rule=rule)
+
+
+def _check_bundle_rules(bundle: dict[str, Any], entries: list[dict[str, Any]]) -> None:
+    """The Bundle invariants (bdl-1..bdl-11) that apply to the bundle types the node ingests; bdl-7 (unique
+    fullUrl) is checked while mapping entries."""
+    btype = bundle["type"]
+    if "total" in bundle and btype not in ("searchset", "history"):
+        raise _bundle_fail("bdl-1", "total is only allowed in a searchset or history", "Bundle.total")
+    for i, entry in enumerate(entries):
+        path = f"Bundle.entry[{i}]"
+        if "search" in entry and btype != "searchset":
+            raise _bundle_fail("bdl-2", "entry.search is only allowed in a searchset", path + ".search")
+        request = entry.get("request")
+        if btype in ("batch", "transaction", "history"):
+            if not isinstance(request, dict):
+                raise _bundle_fail("bdl-3", f"entry.request is mandatory in a {btype}", path + ".request")
+            if request.get("method") not in HTTP_VERBS:
+                raise _bundle_fail(
+                    "bdl-3",
+                    "entry.request.method is not GET, HEAD, POST, PUT, DELETE or PATCH",
+                    path + ".request.method",
+                )
+        elif request is not None:
+            raise _bundle_fail("bdl-3", "entry.request is only allowed in a batch, transaction or history", path)
+        if "response" in entry and btype not in ("batch-response", "transaction-response", "history"):
+            raise _bundle_fail("bdl-4", "entry.response is only allowed in a response or history", path + ".response")
+        full_url = entry.get("fullUrl")
+        if isinstance(full_url, str) and "/_history/" in full_url:
+            raise _bundle_fail("bdl-8", "fullUrl cannot be a version-specific reference", path + ".fullUrl")
+    if btype == "document":
+        identifier = bundle.get("identifier")
+        if not isinstance(identifier, dict) or not identifier.get("system") or not identifier.get("value"):
+            raise _bundle_fail(
+                "bdl-9", "a document must have an identifier with a system and a value", "Bundle.identifier"
+            )
+        if not bundle.get("timestamp"):
+            raise _bundle_fail("bdl-10", "a document must have a timestamp", "Bundle.timestamp")
+        if entries[0]["resource"]["resourceType"] != "Composition":
+            raise _bundle_fail("bdl-11", "a document must have a Composition as its first resource", "Bundle.entry[0]")
 
 
 def _parse_bundle(
-    bundle: dict[str, Any], source_system: str, validate: Validation, fhir_version: Version | None, assume_tz: tzinfo
+    bundle: dict[str, Any],
+    source_system: str,
+    validate: Validation,
+    fhir_version: Version | None,
+    assume_tz: tzinfo,
+    limited: bool = True,
 ) -> list[ParsedRecord]:
     btype = bundle.get("type")
     if btype not in SUPPORTED_BUNDLE_TYPES:
         raise IngestError(
             FHIR_UNSUPPORTED_RESOURCE,
-            f"Bundle.type {btype!r} is not ingested; supported: {', '.join(sorted(SUPPORTED_BUNDLE_TYPES))}",
+            f"Bundle.type {_quoted_name(str(btype))} is not ingested; supported: "
+            f"{', '.join(sorted(SUPPORTED_BUNDLE_TYPES))}",
             path="Bundle.type",
         )
+    document = btype == "document"
     # Type gate first: an unsupported entry is reported as such even if it would also fail the schema check.
     entries = bundle.get("entry")
     if not isinstance(entries, list) or not entries:
@@ -887,9 +1121,11 @@ def _parse_bundle(
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
             raise IngestError(FHIR_INVALID, f"Bundle.entry[{i}].resource: missing", path=f"Bundle.entry[{i}].resource")
-        if _is_known_resource_type(resource["resourceType"]):
-            _require_supported(resource["resourceType"], f"Bundle.entry[{i}].resource")
-    version, model = _check_structure(bundle, fhir_version)
+        rtype = resource["resourceType"]
+        if not (document and rtype in DOCUMENT_SUPPORTING) and _is_known_resource_type(rtype):
+            _require_supported(rtype, f"Bundle.entry[{i}].resource")
+    version, model = _check_structure(bundle, fhir_version, limited=limited)
+    _check_bundle_rules(bundle, entries)
     if validate == "full":
         _full_validate(bundle, model, version)
 
@@ -908,8 +1144,12 @@ def _parse_bundle(
     seen: set[str] = set()
     for i, entry in enumerate(entries):
         resource = entry["resource"]
-        payload = canonical_json(resource)
         rtype = resource["resourceType"]
+        if document and rtype in DOCUMENT_SUPPORTING:
+            continue  # in the Composition's payload (the whole document) below
+        # A document is attested as a whole: its Composition's record is the entire document (authors,
+        # attesters and custodian included), the other clinical entries are records of their own.
+        payload = canonical_json(bundle if document and i == 0 else resource)
         if entry.get("fullUrl"):
             source_id = entry["fullUrl"]
         elif resource.get("id"):
@@ -918,9 +1158,10 @@ def _parse_bundle(
             source_id = _content_id(rtype, payload)
         if source_id in seen:
             raise IngestError(
-                FHIR_INVALID,
-                f"Bundle.entry[{i}]: duplicate entry id (fullUrl or type/id) within the bundle",
+                FHIR_BUNDLE_INVALID,
+                f"Bundle.entry[{i}]: duplicate entry id (fullUrl or type/id) within the bundle (bdl-7)",
                 path=f"Bundle.entry[{i}]",
+                rule="bdl-7",
             )
         seen.add(source_id)
         try:

@@ -11,13 +11,15 @@ including any MLLP framing or BOM: the ledger commits to what the sender produce
 
 from __future__ import annotations
 
+import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from functools import lru_cache
 from typing import Any
 
-from hl7apy import SUPPORTED_LIBRARIES
+from hl7apy import SUPPORTED_LIBRARIES, load_reference
 from hl7apy.exceptions import HL7apyException
 from hl7apy.parser import parse_segment
 
@@ -37,12 +39,19 @@ from node.ingest.detect import strip_text_framing
 from node.ingest.errors import (
     HL7_BAD_DELIMITERS,
     HL7_INVALID,
+    HL7_INVALID_BASE64,
+    HL7_INVALID_DATETIME,
+    HL7_INVALID_NUMBER,
     HL7_MISSING_MSH,
     HL7_MISSING_PATIENT_ID,
     HL7_SEGMENT_ORDER,
+    HL7_TOO_MANY_COMPONENTS,
     HL7_UNSUPPORTED_MESSAGE,
+    INGEST_CONTROL_CHARACTER,
+    INGEST_LIMIT_EXCEEDED,
     IngestError,
 )
+from node.ingest.limits import LIMITS
 from node.ingest.parsed import ParsedRecord
 
 
@@ -119,6 +128,8 @@ def parse_hl7_timestamp(value: str, assume_tz: tzinfo = UTC) -> datetime | None:
     except ValueError:
         return None
     if offset:
+        if int(offset[1:3]) > 14 or int(offset[3:5]) > 59:
+            return None
         sign = 1 if offset[0] == "+" else -1
         minutes = sign * (int(offset[1:3]) * 60 + int(offset[3:5]))
         moment = moment.replace(tzinfo=timezone(timedelta(minutes=minutes)))
@@ -188,6 +199,14 @@ def parse_hl7(data: bytes, *, source_system: str = "", assume_tz: tzinfo = UTC) 
         body = body[:-1].rstrip(b" \t\r\n")
     text = _decode(body)
     segments = [s for s in _SEGMENT_SPLIT.split(text) if s.strip()]
+    if len(segments) > LIMITS.max_segments:
+        raise _fail(
+            INGEST_LIMIT_EXCEEDED,
+            f"message has {len(segments)} segments, more than {LIMITS.max_segments} (limit max_segments)",
+            limit="max_segments",
+        )
+    if _CONTROL.search(text):
+        _raise_control(segments)
     if not segments or not segments[0].startswith("MSH"):
         found = segments[0][:3] if segments else "nothing"
         raise _fail(HL7_MISSING_MSH, f"message must start with an MSH segment, found {found!r}")
@@ -200,6 +219,7 @@ def parse_hl7(data: bytes, *, source_system: str = "", assume_tz: tzinfo = UTC) 
         ids.append(seg_id)
     if "MSH" in ids[1:]:
         raise _fail(HL7_INVALID, "more than one MSH segment: batches must be split before ingest")
+    _check_limits(segments, delims)
 
     msh = segments[0]
     message_type = _field(msh, 9, delims)
@@ -237,6 +257,7 @@ def parse_hl7(data: bytes, *, source_system: str = "", assume_tz: tzinfo = UTC) 
             segments=standard_ids,
         )
 
+    _check_fields(segments, ids, delims, version)
     parsed = _Parsed(segments, ids, delims, version)
     patient = _patient(parsed)
     sending_app = _component(_field(msh, 3, delims), 1, delims)
@@ -268,7 +289,8 @@ def parse_hl7(data: bytes, *, source_system: str = "", assume_tz: tzinfo = UTC) 
             clinical_time = parse_hl7_timestamp(_component(candidate, 1, delims), assume_tz)
             if clinical_time is None:
                 raise _fail(
-                    HL7_INVALID, "invalid HL7 timestamp in a date/time field (expected YYYYMMDD[HHMM[SS]][+ZZZZ])"
+                    HL7_INVALID_DATETIME,
+                    "invalid HL7 timestamp in a date/time field (expected YYYYMMDD[HHMM[SS]][+ZZZZ])",
                 )
             break
     return [
@@ -285,6 +307,222 @@ def parse_hl7(data: bytes, *, source_system: str = "", assume_tz: tzinfo = UTC) 
             demographics=from_pid(parsed.get("PID"), delims),
         )
     ]
+
+
+# --- field validation ---------------------------------------------------------------------------------------
+
+# C0 controls but CR and LF (the segment separators, already split on) and tab; DEL; C1 controls. NUL ends C
+# strings in downstream tools, ESC drives terminals and BEL rings them: none belongs in a clinical value.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f-\x9f]")
+_NM = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+_DT = re.compile(r"(\d{4})((\d{2})(\d{2})?)?")
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_HEX = re.compile(r"([0-9A-Fa-f]{2})*")
+_SN_COMPARATORS = frozenset({"", ">", "<", ">=", "<=", "=", "<>"})
+_SN_SEPARATORS = frozenset({"", "-", "+", "/", ".", ":"})
+_HL7_NULL = '""'
+
+
+def _location(segment: str, number: int, index: int) -> str:
+    return f"segment {number} ({segment[:3]}) field {segment[:3]}-{index}"
+
+
+def _raise_control(segments: list[str]) -> None:
+    for number, segment in enumerate(segments, start=1):
+        match = _CONTROL.search(segment)
+        if match is not None:
+            index = segment.count(segment[3] if len(segment) > 3 else "|", 0, match.start())
+            index += 1 if segment.startswith("MSH") else 0
+            raise _fail(
+                INGEST_CONTROL_CHARACTER,
+                f"{_location(segment, number, index)}: control character U+{ord(match.group()):04X} in a value",
+                segment=number,
+                field=f"{segment[:3]}-{index}",
+            )
+
+
+def _fields(segment: str, delims: Mapping[str, str]) -> list[str]:
+    """Fields by HL7 number: ``fields[n]`` is SEG-n (for MSH, MSH-1 is the separator itself)."""
+    fields = segment.split(delims["FIELD"])
+    if segment.startswith("MSH"):
+        fields.insert(1, delims["FIELD"])
+    return fields
+
+
+def _check_limits(segments: list[str], delims: Mapping[str, str]) -> None:
+    rep = delims["REPETITION"]
+    for number, segment in enumerate(segments, start=1):
+        fields = _fields(segment, delims)
+        if len(fields) - 1 > LIMITS.max_fields:
+            raise _fail(
+                INGEST_LIMIT_EXCEEDED,
+                f"segment {number} ({segment[:3]}) has {len(fields) - 1} fields, more than {LIMITS.max_fields} "
+                "(limit max_fields)",
+                segment=number,
+                limit="max_fields",
+            )
+        for index, value in enumerate(
+            fields[3:] if segment.startswith("MSH") else fields[1:], start=3 if segment.startswith("MSH") else 1
+        ):
+            if len(value) > LIMITS.max_base64_length or (
+                len(value) > LIMITS.max_string_length and not segment.startswith("OBX")
+            ):
+                raise _fail(
+                    INGEST_LIMIT_EXCEEDED,
+                    f"{_location(segment, number, index)}: {len(value)} characters (limit max_string_length)",
+                    segment=number,
+                    field=f"{segment[:3]}-{index}",
+                    limit="max_string_length",
+                )
+            if value.count(rep) >= LIMITS.max_repetitions:
+                raise _fail(
+                    INGEST_LIMIT_EXCEEDED,
+                    f"{_location(segment, number, index)}: {value.count(rep) + 1} repetitions, more than "
+                    f"{LIMITS.max_repetitions} (limit max_repetitions)",
+                    segment=number,
+                    field=f"{segment[:3]}-{index}",
+                    limit="max_repetitions",
+                )
+
+
+@lru_cache(maxsize=512)
+def _profile(seg_id: str, version: str) -> tuple[tuple[int, str], ...] | None:
+    """(components, data type) of each field of a standard segment in ``version``, or None (Z- or unknown)."""
+    try:
+        reference = load_reference(seg_id, "Segment", version)
+    except Exception:  # hl7apy raises ChildNotFound and others for segments it does not define
+        return None
+    out = []
+    for _name, definition, *_rest in reference[1]:
+        if definition[0] == "leaf":
+            out.append((1, str(definition[2])))
+        else:
+            out.append((len(definition[1]), str(definition[2])))
+    return tuple(out)
+
+
+def _valid_dt(value: str) -> bool:
+    match = _DT.fullmatch(value)
+    if match is None:
+        return False
+    try:
+        datetime(int(match.group(1)), int(match.group(3) or 1), int(match.group(4) or 1))
+    except ValueError:
+        return False
+    return True
+
+
+def _check_datetime(value: str, datatype: str, where: str, number: int, field: str) -> None:
+    if not value or value == _HL7_NULL:
+        return
+    ok = _valid_dt(value) if datatype == "DT" else parse_hl7_timestamp(value) is not None
+    if not ok:
+        raise _fail(
+            HL7_INVALID_DATETIME,
+            f"{where}: not a valid HL7 {datatype} (a real date and time, YYYY[MM[DD[HH[MM[SS]]]]][+ZZZZ])",
+            segment=number,
+            field=field,
+        )
+
+
+def _check_fields(segments: list[str], ids: list[str], delims: Mapping[str, str], version: str) -> None:
+    """Components per field against the data type, date/time fields, and OBX-5 against OBX-2."""
+    comp, rep = delims["COMPONENT"], delims["REPETITION"]
+    for number, (segment, seg_id) in enumerate(zip(segments, ids, strict=True), start=1):
+        profile = _profile(seg_id, version)
+        if profile is None:
+            continue
+        fields = _fields(segment, delims)
+        first = 3 if seg_id == "MSH" else 1  # MSH-1 and MSH-2 hold the delimiters themselves
+        for index in range(first, min(len(fields), len(profile) + 1)):
+            value = fields[index]
+            if not value:
+                continue
+            components, datatype = profile[index - 1]
+            if datatype == "varies":
+                continue
+            field = f"{seg_id}-{index}"
+            for repetition in value.split(rep):
+                parts = repetition.split(comp)
+                used = len(parts)
+                while used > 1 and not parts[used - 1]:
+                    used -= 1
+                if used > components:
+                    raise _fail(
+                        HL7_TOO_MANY_COMPONENTS,
+                        f"{_location(segment, number, index)}: {used} components, data type {datatype} has "
+                        f"{components}",
+                        segment=number,
+                        field=field,
+                    )
+                if datatype in ("TS", "DTM", "DT"):
+                    _check_datetime(
+                        parts[0], "DT" if datatype == "DT" else "DTM", _location(segment, number, index), number, field
+                    )
+        if seg_id == "OBX":
+            _check_obx(segment, fields, number, delims)
+
+
+def _check_obx(segment: str, fields: list[str], number: int, delims: Mapping[str, str]) -> None:
+    value_type = fields[2].split(delims["COMPONENT"])[0].strip() if len(fields) > 2 else ""
+    if len(fields) <= 5 or not fields[5]:
+        return
+    where = _location(segment, number, 5)
+    for repetition in fields[5].split(delims["REPETITION"]):
+        if not repetition or repetition == _HL7_NULL:
+            continue
+        parts = repetition.split(delims["COMPONENT"])
+        if value_type == "NM":
+            if len(parts) > 1 or _NM.fullmatch(repetition.strip()) is None:
+                raise _fail(
+                    HL7_INVALID_NUMBER,
+                    f"{where}: OBX-2 is NM but the value is not a number",
+                    segment=number,
+                    field="OBX-5",
+                )
+        elif value_type == "SN":
+            parts += [""] * 4
+            if (
+                parts[0] not in _SN_COMPARATORS
+                or parts[2] not in _SN_SEPARATORS
+                or any(p and _NM.fullmatch(p) is None for p in (parts[1], parts[3]))
+                or len([p for p in parts[4:] if p])
+            ):
+                raise _fail(
+                    HL7_INVALID_NUMBER,
+                    f"{where}: OBX-2 is SN but the value is not a structured numeric",
+                    segment=number,
+                    field="OBX-5",
+                )
+        elif value_type in ("DT", "DTM", "TS"):
+            _check_datetime(parts[0], "DT" if value_type == "DT" else "DTM", where, number, "OBX-5")
+        elif value_type == "ED":
+            encoding = parts[3].strip() if len(parts) > 3 else ""
+            data = parts[4] if len(parts) > 4 else ""
+            if encoding.upper() == "BASE64":
+                if len(data) % 4 or _BASE64.fullmatch(data) is None:
+                    raise _fail(
+                        HL7_INVALID_BASE64,
+                        f"{where}: ED declares Base64 but the data is not Base64",
+                        segment=number,
+                        field="OBX-5",
+                    )
+                try:
+                    binascii.a2b_base64(data)
+                except binascii.Error:
+                    raise _fail(
+                        HL7_INVALID_BASE64,
+                        f"{where}: ED declares Base64 but the data is not Base64",
+                        segment=number,
+                        field="OBX-5",
+                    ) from None
+            elif encoding.upper() == "HEX" and _HEX.fullmatch(data) is None:
+                raise _fail(
+                    HL7_INVALID_BASE64,
+                    f"{where}: ED declares Hex but the data is not hexadecimal",
+                    segment=number,
+                    field="OBX-5",
+                )
 
 
 @dataclass

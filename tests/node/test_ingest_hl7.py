@@ -164,7 +164,9 @@ def test_missing_control_id_is_invalid():
 
 def test_invalid_timestamp_is_invalid():
     data = _message("adt_a08.hl7").replace(b"EVN|A08|20240502093000", b"EVN|A08|2024-05-02")
-    assert _error(data).code == "hl7_invalid"
+    error = _error(data)
+    assert error.code == "hl7_invalid_datetime"
+    assert error.details["field"] == "EVN-2"
 
 
 def test_parse_hl7_directly_keeps_source_system():
