@@ -9,6 +9,7 @@ the notifications, contacts, erasure; a wallet created in the app registering it
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from pathlib import Path
@@ -76,7 +77,7 @@ def test_the_patient_reads_decrypts_grants_revokes_and_sees_every_read(
 
     # Sign in with the imported keystore (SIWE at B); the timeline comes from B's index of A's anchors.
     import_keystore(page, keystore)
-    page.wait_for_function("document.querySelector('main').dataset.state === 'complete'")
+    page.wait_for_selector("main[data-state=complete]")
     rows = page.locator("#timeline li")
     assert rows.count() == 2
     assert {rows.nth(i).get_attribute("data-record") for i in range(2)} == set(ids)
@@ -275,3 +276,30 @@ def test_a_browser_wallet_signs_in_and_grants_but_cannot_decrypt(network: Networ
     page.wait_for_selector("#enc-h")
     assert page.locator("#register-key").count() == 0
     check_page(page, "wallet-browser-zh-CN")
+
+
+def test_a_substituted_ciphertext_is_refused_before_decryption(
+    network: Network, page_factory: Any, tmp_path: Path
+) -> None:
+    """The custodian (here: whatever is between it and the browser) hands over another ciphertext: the
+    browser's SHA-256 does not match the chain's commitment (from the home node), so nothing is decrypted."""
+    patient, _ = network.patient(records=1)
+    keystore = save_wallet(patient.wallet, tmp_path / "wallet.json", PASSWORD, iterations=2**10)
+    page = open_wallet_app(page_factory, network)
+
+    def substitute(route: Any) -> None:
+        response = route.fetch()
+        body = response.json()
+        ciphertext = bytearray(base64.b64decode(body["ciphertext"]))
+        ciphertext[-1] ^= 1
+        body["ciphertext"] = base64.b64encode(bytes(ciphertext)).decode()
+        route.fulfill(response=response, body=json.dumps(body))
+
+    page.route("**/v1/records/*/release", substitute)
+    import_keystore(page, keystore)
+    page.click("#timeline li a")
+    page.click("#decrypt")
+    alert = page.wait_for_selector("#record-content [role=alert]")
+    assert "verification_failed" in alert.inner_text()
+    assert "does not match the ledger" in alert.inner_text()
+    assert page.locator(".viewer[data-sha256]").count() == 0

@@ -559,15 +559,19 @@ async function renderRecordView(main, params) {
         update(t("patient.record.fetching"));
         const body = await custodian.get(`/v1/records/${entry.record_id}/release`);
         update(t("patient.record.verifying"));
+        mark("decrypt-start");
         const keys = await me.wallet.encryptionKeys();
+        const ciphertext = fromBase64(body.ciphertext);
+        mark("decrypt-decoded");
         const bytes = await openRelease({
-          ciphertext: fromBase64(body.ciphertext),
+          ciphertext,
           wrappedKey: fromBase64(body.wrapped_key),
           commitment: entry.commitment,
           recordId: entry.record_id,
           custodian: entry.custodian,
           keys,
         });
+        mark("decrypt-end");
         view.replaceChildren();
         view.dataset.sha256 = toHex(await sha256(bytes), "");
         view.dataset.bytes = String(bytes.length);
