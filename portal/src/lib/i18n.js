@@ -50,6 +50,11 @@ export function onLocale(fn) {
   listeners.add(fn);
 }
 
+/** Whether the catalogs have ``key`` (for optional texts, such as one per error code: t() logs a missing key). */
+export function has(key) {
+  return key in CATALOGS.en;
+}
+
 /** The text of ``key`` in the current locale, with ``{name}`` placeholders filled from ``vars``. */
 export function t(key, vars = {}) {
   const text = CATALOGS[current][key] ?? CATALOGS.en[key];

@@ -6,7 +6,7 @@ import { NodeApi } from "../lib/api.js";
 import { fromBase64, toHex } from "../lib/bytes.js";
 import { openRelease, sha256 } from "../lib/crypto.js";
 import { field, h, notice, replace } from "../lib/dom.js";
-import { formatDate, formatNumber, t } from "../lib/i18n.js";
+import { formatDate, formatNumber, has, t } from "../lib/i18n.js";
 import { deleteKeystore, keystoreAddress, listKeystores, saveKeystore } from "../lib/keystore.js";
 import { errorText, startPage } from "../lib/shell.js";
 import { classMask, deadline, eraseTyped, grantTyped, registerKeyTyped, revokeTyped } from "../lib/typed.js";
@@ -24,12 +24,6 @@ const NOTICE_KINDS = ["break_glass_opened", "break_glass_access"];
 const AUTH_KINDS = ["grant", "break_glass", "patient", "custodian"];
 const STATUSES = ["active", "superseded", "erased"];
 const MEDIA_FORMATS = { "application/fhir+json": "fhir", "application/hl7-v2": "hl7v2", "application/dicom": "dicom" };
-//: The wallet's own error codes and the node's codes this page explains itself (others: the shell's texts).
-const OWN_ERRORS = new Set([
-  "wallet_password_empty", "wallet_password_wrong", "wallet_password_mismatch", "wallet_unreadable",
-  "wallet_no_provider", "wallet_rejected", "verification_failed", "decryption_failed", "no_encryption_key",
-  "grantee_invalid", "classes_empty", "record_not_found", "channel_unavailable", "notification_invalid",
-]); // prettier-ignore
 
 const FIRST_PAGE = 100; // the first timeline page is small, so it renders at once; the rest come 1000 at a time
 const PAGE = 1000;
@@ -42,8 +36,11 @@ const classLabel = (c) => (CLASSES.includes(c) ? t(`patient.class.${c}`) : c);
 const purposeLabel = (p) => (PURPOSES.includes(p) ? t(`patient.purpose.${p}`) : p);
 const short = (a) => (a && a.length > 12 ? `${a.slice(0, 6)}…${a.slice(-4)}` : a);
 
+/** An error for her: this page's text for its code, else the portal's, else the node's own message. */
 function problem(err) {
-  return OWN_ERRORS.has(err?.code) ? t(`patient.error.${err.code}`) : errorText(err);
+  if (has(`patient.error.${err?.code}`)) return t(`patient.error.${err.code}`);
+  if (has(`error.${err?.code}`)) return errorText(err);
+  return err?.message || String(err);
 }
 
 function problemNotice(err) {
@@ -624,7 +621,6 @@ async function renderRecordView(main, params) {
     );
   }
 }
-OWN_ERRORS.add("erase_unconfirmed");
 
 // ------------------------------------------------------------------------------------------- grants
 
@@ -804,7 +800,7 @@ async function renderAccesses(main) {
           "li",
           { class: a.break_glass ? "card break-glass" : "card", dataset: { breakGlass: a.break_glass ? "1" : "0" } },
           a.break_glass ? h("p", {}, h("strong", { class: "badge break-glass" }, t("patient.accesses.breakGlass"))) : null,
-          h("h3", {}, a.accessor_name || a.accessor),
+          h("h3", {}, a.accessor.toLowerCase() === me.address.toLowerCase() ? t("patient.auth.patient") : a.accessor_name || a.accessor),
           detailList([
             [t("patient.accesses.when"), formatDate(a.block_time)],
             [t("patient.accesses.record"), h("a", { href: `#/record?id=${a.record_id}` }, e ? `${classLabel(e.record_class)} · ${formatDate(e.event_time)}` : short(a.record_id))],
