@@ -188,6 +188,20 @@ def test_upload_then_read_across_institutions_with_consent_and_break_glass(netwo
     assert page.inner_text("#authorization") == f"grant:{grant['grant_id']}"
     check_page(page, "record-ct")
 
+    # The same views on a phone, in Chinese.
+    phone = open_workspace(page_factory, b, locale="zh-CN", viewport=PHONE)
+    phone.evaluate(f"location.hash = '#/patient?p={addr}'")
+    phone.wait_for_selector("table.timeline tbody tr")
+    assert "检验结果" in phone.inner_text("table.timeline")
+    check_page(phone, "timeline-phone-zh-CN")
+    phone.evaluate(f"location.hash = '#/record?p={addr}&id={lab_id}'")
+    phone.wait_for_selector("table.hl7-results")
+    assert "患者的授权" in phone.inner_text("section.auth")
+    check_page(phone, "record-hl7-phone-zh-CN")
+    phone.evaluate(f"location.hash = '#/record?p={addr}&id={ct_id}'")
+    phone.wait_for_selector("canvas.dicom")
+    check_page(phone, "record-ct-phone-zh-CN")
+
     # --- Break-glass on another patient, whom nobody granted anything.
     other, other_ids = network.patient(records=1)
     bg = open_workspace(page_factory, b)
@@ -223,7 +237,7 @@ def test_upload_then_read_across_institutions_with_consent_and_break_glass(netwo
     bg.get_by_label("I confirm this is a medical emergency").check()
     bg.get_by_role("button", name="Open emergency access").click()
     bg.wait_for_selector("#break-glass [role=alert][data-code=break_glass_already_open]")
-    for p in (up, page, bg):
+    for p in (up, page, phone, bg):
         assert script_errors(p) == []
 
 

@@ -225,46 +225,54 @@ function renderHl7(view, bytes) {
   }
   for (const [i, order] of oru.orders.entries()) {
     if (order.results.length === 0) continue;
-    const caption = [order.service || t("viewer.hl7.results"), order.time && hl7When(order.time)].filter(Boolean).join(" · ");
+    const table = resultsTable(order);
+    // Seven columns do not fit a phone: the table keeps a readable width and its region scrolls sideways.
+    table.style.minWidth = "40rem";
+    const caption = table.querySelector("caption").textContent;
     view.append(
       h(
         "div",
         { class: "table-wrap", tabindex: "0", role: "region", "aria-label": caption || t("viewer.hl7.results"), dataset: { order: i } },
-        h(
-          "table",
-          { class: "hl7-results" },
-          h("caption", {}, caption),
-          h(
-            "thead",
-            {},
-            h(
-              "tr",
-              {},
-              ["code", "test", "value", "units", "range", "flags", "time"].map((c) => h("th", { scope: "col" }, t(`viewer.hl7.col.${c}`))),
-            ),
-          ),
-          h(
-            "tbody",
-            {},
-            order.results.map((r) =>
-              h(
-                "tr",
-                { class: r.flags.some((f) => f !== "N") ? "abnormal" : null },
-                h("td", { class: "mono" }, [r.code, r.system && h("span", { class: "muted" }, ` ${r.system}`)]),
-                h("th", { scope: "row" }, r.text, r.notes.length ? h("p", { class: "hint" }, r.notes.join(" ")) : null),
-                h("td", {}, r.value),
-                h("td", {}, r.units),
-                h("td", {}, r.range),
-                h("td", {}, r.flags.map(flagText).join(", ")),
-                h("td", {}, hl7When(r.time)),
-              ),
-            ),
-          ),
-        ),
+        table,
       ),
     );
   }
   view.append(rawText(text.replace(/\r\n?|\n/g, "\n")));
+}
+
+function resultsTable(order) {
+  const caption = [order.service || t("viewer.hl7.results"), order.time && hl7When(order.time)].filter(Boolean).join(" · ");
+  return h(
+    "table",
+    { class: "hl7-results" },
+    h("caption", {}, caption),
+    h(
+      "thead",
+      {},
+      h(
+        "tr",
+        {},
+        ["code", "test", "value", "units", "range", "flags", "time"].map((c) => h("th", { scope: "col" }, t(`viewer.hl7.col.${c}`))),
+      ),
+    ),
+    h(
+      "tbody",
+      {},
+      order.results.map((r) =>
+        h(
+          "tr",
+          { class: r.flags.some((f) => f !== "N") ? "abnormal" : null },
+          h("td", { class: "mono" }, [r.code, r.system && h("span", { class: "muted" }, ` ${r.system}`)]),
+          h("th", { scope: "row" }, r.text, r.notes.length ? h("p", { class: "hint" }, r.notes.join(" ")) : null),
+          h("td", {}, r.value),
+          h("td", {}, r.units),
+          h("td", {}, r.range),
+          h("td", {}, r.flags.map(flagText).join(", ")),
+          h("td", {}, hl7When(r.time)),
+        ),
+      ),
+    ),
+  );
 }
 
 // ------------------------------------------------------------------------------------------------ DICOM

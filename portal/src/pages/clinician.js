@@ -290,31 +290,7 @@ function mrnSearch() {
               replace(out, h("p", { class: "notice warn", role: "status" }, t("clinician.find.noMatch")));
               return;
             }
-            const list = h(
-              "ul",
-              { class: "matches" },
-                found.items.map((m) =>
-                  h(
-                    "li",
-                    { class: "card", dataset: { mrn: m.mrn } },
-                    h("p", {}, h("strong", {}, [m.given_name, m.family_name].filter(Boolean).join(" ") || m.mrn)),
-                    h(
-                      "p",
-                      { class: "muted" },
-                      [
-                        `${t("clinician.find.mrn")}: ${m.mrn}`,
-                        m.assigning_authority && `${t("clinician.find.authority")}: ${m.assigning_authority}`,
-                        m.birth_date && `${t("clinician.find.born")}: ${m.birth_date}`,
-                      ]
-                        .filter(Boolean)
-                        .join(" · "),
-                    ),
-                    m.linked
-                      ? h("a", { href: `#/patient?p=${m.address}`, class: "button" }, t("clinician.find.open"))
-                      : h("p", { class: "notice warn" }, t("clinician.find.notLinked")),
-                  ),
-                ),
-            );
+            const list = h("ul", { class: "matches" }, found.items.map(matchItem));
             Object.assign(list.style, { listStyle: "none", padding: "0" });
             replace(out, list);
           } catch (err) {
@@ -327,6 +303,23 @@ function mrnSearch() {
       h("div", { class: "actions" }, h("button", { type: "submit", class: "secondary" }, t("clinician.find.search"))),
     ),
     out,
+  );
+}
+
+function matchItem(m) {
+  const facts = [
+    `${t("clinician.find.mrn")}: ${m.mrn}`,
+    m.assigning_authority && `${t("clinician.find.authority")}: ${m.assigning_authority}`,
+    m.birth_date && `${t("clinician.find.born")}: ${m.birth_date}`,
+  ];
+  return h(
+    "li",
+    { class: "card", dataset: { mrn: m.mrn } },
+    h("p", {}, h("strong", {}, [m.given_name, m.family_name].filter(Boolean).join(" ") || m.mrn)),
+    h("p", { class: "muted" }, facts.filter(Boolean).join(" · ")),
+    m.linked
+      ? h("a", { href: `#/patient?p=${m.address}`, class: "button" }, t("clinician.find.open"))
+      : h("p", { class: "notice warn" }, t("clinician.find.notLinked")),
   );
 }
 
@@ -357,7 +350,8 @@ async function renderPatient(main, params) {
   );
   const more = h("div", { class: "actions" });
   const count = h("p", { class: "muted", role: "status" });
-  section.append(count, h("div", { class: "table-wrap" }, table), more);
+  // A focusable, named region: on a narrow screen the table scrolls sideways, by keyboard too.
+  section.append(count, h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-labelledby": "timeline-h" }, table), more);
   let shown = 0;
 
   const load = async (cursor) => {
@@ -582,7 +576,7 @@ function renderUpload(main) {
     h("thead", {}, h("tr", {}, ["file", "status", "class", "record", "error"].map((c) => h("th", { scope: "col" }, t(`clinician.upload.col.${c}`))))),
     tbody,
   );
-  const results = h("div", { class: "table-wrap", hidden: true }, table);
+  const results = h("div", { class: "table-wrap", hidden: true, tabindex: "0", role: "region", "aria-label": t("clinician.upload.results") }, table);
   main.append(
     h(
       "form",
