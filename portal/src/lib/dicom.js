@@ -325,14 +325,17 @@ export function modalityPixels(parsed, bytes) {
   const intercept = v.RescaleIntercept === undefined ? 0 : first(v.RescaleIntercept);
   const little = parsed.littleEndian;
   const out = new Float32Array(n);
-  // Stored values occupy the low BitsStored bits (HighBit = BitsStored - 1 in every file this reads); the sign
-  // bit of a signed value is bit BitsStored - 1.
+  // Stored values occupy BitsStored bits ending at HighBit (almost always BitsStored - 1: then no shift); the
+  // sign bit of a signed value is the top one of them.
+  const high = v.HighBit === undefined ? stored - 1 : v.HighBit | 0;
+  const shift = high >= stored - 1 && high < bits ? high - (stored - 1) : 0;
   const mask = stored >= 32 ? 0xffffffff : 2 ** stored - 1;
   const signBit = 2 ** (stored - 1);
   let min = Infinity;
   let max = -Infinity;
   for (let i = 0; i < n; i++) {
     let raw = bits === 8 ? view.getUint8(i) : bits === 16 ? view.getUint16(i * 2, little) : view.getUint32(i * 4, little);
+    if (shift) raw >>>= shift;
     raw = stored >= 32 ? raw : raw & mask;
     if (signed && raw >= signBit) raw -= 2 * signBit;
     const value = raw * slope + intercept;

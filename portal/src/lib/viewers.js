@@ -42,15 +42,19 @@ export function renderRecord(container, { bytes, format }) {
   } catch (err) {
     // Whatever the bytes, the viewer says it could not read them instead of failing the page.
     view.replaceChildren(h("p", { class: "notice warn", role: "status" }, t("viewer.unreadable"), err?.code ? h("code", {}, ` ${err.code}`) : null));
-    if (kind !== "dicom") view.append(rawText(new TextDecoder().decode(data.subarray(0, 200_000))));
+    if (kind !== "dicom") view.append(rawText(new TextDecoder().decode(data.subarray(0, RAW_LIMIT))));
   }
   return view;
 }
 
 // ------------------------------------------------------------------------------------------ shared parts
 
+const RAW_LIMIT = 200_000;
+
 function rawText(text) {
-  return h("details", { class: "raw" }, h("summary", {}, t("viewer.raw")), h("pre", { class: "mono", tabindex: "0" }, text));
+  // A very large record would make a very large <pre>: its start is enough to see what it is.
+  const shown = text.length > RAW_LIMIT ? `${text.slice(0, RAW_LIMIT)}\n…` : text;
+  return h("details", { class: "raw" }, h("summary", {}, t("viewer.raw")), h("pre", { class: "mono", tabindex: "0" }, shown));
 }
 
 function dl(rows) {
