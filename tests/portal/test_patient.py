@@ -32,9 +32,11 @@ TIMEOUT = 30_000
 
 
 def check_page(page: Any, name: str) -> None:
-    """No script errors, nothing fetched from outside the consortium, 0 serious/critical axe violations, and a
+    """No script errors, nothing wider than the phone's screen, 0 serious/critical axe violations, and a
     screenshot as an artifact."""
     assert page.console_errors == [], page.console_errors
+    # Made for a phone: nothing wider than the screen (no sideways scrolling).
+    assert page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"], name
     assert axe_violations(page) == [], name
     screenshot(page, f"patient-{name}")
 
