@@ -234,12 +234,18 @@ def test_a_browser_wallet_signs_in_and_grants_but_cannot_decrypt(network: Networ
     patient, ids = network.patient(records=1)
     account = patient.wallet.account
     calls: list[str] = []
+    chain = [1]
 
     def provider(method: str, params_json: str) -> Any:
         calls.append(method)
         params = json.loads(params_json)
         if method == "eth_requestAccounts":
             return [account.address.lower()]
+        if method == "eth_chainId":  # on the wrong chain at first: the app asks the wallet to switch
+            return hex(chain[0])
+        if method == "wallet_switchEthereumChain":
+            chain[0] = int(params[0]["chainId"], 16)
+            return None
         if method == "personal_sign":
             return "0x" + bytes(account.sign_message(encode_defunct(hexstr=params[0])).signature).hex()
         if method == "eth_signTypedData_v4":
@@ -274,6 +280,7 @@ def test_a_browser_wallet_signs_in_and_grants_but_cannot_decrypt(network: Networ
     [g] = patient.grants()
     assert (g["grantee"], g["classes"], g["purpose"]) == (network.a.address, ["lab", "imaging"], "referral")
     assert calls.count("eth_signTypedData_v4") == 1 and "personal_sign" in calls
+    assert "wallet_switchEthereumChain" in calls and chain[0] == network.dev.manifest.chain_id
     page.goto(f"{network.b.url}/portal/patient.html#/wallet")
     page.wait_for_selector("#enc-h")
     assert page.locator("#register-key").count() == 0

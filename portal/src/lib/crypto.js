@@ -66,17 +66,6 @@ export async function unwrapWithX25519(wrapped, keys) {
   return gcmDecrypt(new Uint8Array(bits), nonce, wrapped.subarray(45), header, "decryption_failed");
 }
 
-/** RFC 3394 AES key unwrap (the PKEK level of the key hierarchy; not needed for a release, kept for tools). */
-export async function aesKwUnwrap(wrapped, kek) {
-  const k = await crypto.subtle.importKey("raw", kek, "AES-KW", false, ["unwrapKey"]);
-  try {
-    const key = await crypto.subtle.unwrapKey("raw", wrapped, k, "AES-KW", { name: "AES-GCM" }, true, ["decrypt"]);
-    return new Uint8Array(await crypto.subtle.exportKey("raw", key));
-  } catch {
-    throw new WalletCryptoError("decryption_failed", "wrapped key does not unwrap");
-  }
-}
-
 export function recordAad(recordId, custodian) {
   const rid = typeof recordId === "string" ? fromHex(recordId) : recordId;
   const addr = fromHex(custodian);

@@ -105,7 +105,18 @@ export class BrowserWallet {
     return this._ask("personal_sign", [toHex(utf8(text)), this.address]);
   }
 
-  signTyped(typed) {
+  async signTyped(typed) {
+    // Wallets refuse typed data for a chain other than their active one: switch first (the wallet asks her),
+    // and say which chain it must be if that fails (e.g. the wallet does not know the consortium's chain).
+    const want = `0x${Number(typed.domain.chainId).toString(16)}`;
+    const active = await this._ask("eth_chainId", []);
+    if (String(active).toLowerCase() !== want) {
+      try {
+        await this.provider.request({ method: "wallet_switchEthereumChain", params: [{ chainId: want }] });
+      } catch {
+        throw new WalletError("wallet_wrong_chain", `switch the wallet to chain ${Number(typed.domain.chainId)}`);
+      }
+    }
     return this._ask("eth_signTypedData_v4", [this.address, JSON.stringify(typed)]);
   }
 

@@ -552,6 +552,7 @@ async function renderRecordView(main, params) {
     content.append(h("p", { class: "hint" }, t("patient.record.decryptHint")), h("div", { class: "actions" }, open), status, view);
     open.addEventListener("click", () =>
       act(open, status, async (update) => {
+        if (!entry.custodian_endpoint) throw Object.assign(new Error("no endpoint"), { code: "custodian_unknown" });
         const custodian = await me.at(entry.custodian_endpoint);
         update(t("patient.record.fetching"));
         const body = await custodian.get(`/v1/records/${entry.record_id}/release`);
@@ -602,6 +603,7 @@ async function renderRecordView(main, params) {
         const dl = deadline();
         const signature = await me.wallet.signTyped(eraseTyped(c, me.address, entry.record_id, dl));
         // The request is its own authentication (her signature), so no sign-in at the custodian is needed.
+        if (!entry.custodian_endpoint) throw Object.assign(new Error("no endpoint"), { code: "custodian_unknown" });
         const custodian = new NodeApi(nodeBase(entry.custodian_endpoint));
         const out = await custodian.post(`/v1/records/${entry.record_id}/erase`, { patient: me.address, deadline: dl, signature });
         entry.status = "erased";
