@@ -10,12 +10,14 @@ Each story step prints one line starting with a stable marker ``[n/12]`` (the te
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import uvicorn
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -46,6 +48,8 @@ INSTITUTIONS = ("Hospital A", "Hospital B", "Regional CDC")
 DEMO_PASSWORD = "medledger-demo"
 #: Node keystores: a lower scrypt cost than production so the demo starts in seconds (dev keys only).
 DEMO_SCRYPT_N = 2**14
+#: Where the demo's auditor service listens when the port is free (as `medledger audit serve`'s default).
+AUDITOR_PORT = 8600
 BREAK_GLASS_REASON = "Eva unconscious in Hospital B's ED after a collision; allergies and recent labs unknown"
 
 
@@ -105,6 +109,25 @@ class Institution:
         return ClinicianClient(self.url, self.tokens["clinician"])
 
 
+class AuditorService:
+    """The auditor's web service (its page and audit API, clients.auditor.web) on loopback, in a thread."""
+
+    def __init__(self, settings: AuditSettings, port: int) -> None:
+        from clients.auditor.web import create_app
+
+        self.url = f"http://127.0.0.1:{port}"
+        self._server = uvicorn.Server(
+            uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+        )
+        self._thread = threading.Thread(target=self._server.run, name="auditor-web", daemon=True)
+        self._thread.start()
+        wait_for("the auditor's service", lambda: self._server.started or None, timeout=20)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
 @dataclass
 class Region:
     """The running demo network; :meth:`close` stops everything it started."""
@@ -114,11 +137,26 @@ class Region:
     dev: DevConsortium
     deployments: Path
     institutions: dict[str, Institution] = field(default_factory=dict)
+    auditor: AuditorService | None = None
 
     def __getitem__(self, name: str) -> Institution:
         return self.institutions[name]
 
+    def audit_settings(self) -> AuditSettings:
+        """What the demo's auditor uses: the chain alone, plus Hospital A's stored ciphertexts read directly (as
+        with ``--store``), so an audit also proves every stored ciphertext matches its on-chain commitment."""
+        a = self["Hospital A"]
+        assert a.node.services is not None
+        return AuditSettings(
+            rpc_url=self.anvil.url,
+            deployments_dir=self.deployments,
+            ciphertexts=True,
+            stores={a.address: a.node.services.config.blob_store_url},
+        )
+
     def close(self) -> None:
+        if self.auditor is not None:
+            self.auditor.stop()
         for inst in reversed(list(self.institutions.values())):
             inst.node.stop()
         self.anvil.stop()
@@ -153,6 +191,8 @@ def start_region(root: Path, *, any_port: bool = False) -> Region:
             ports = _node_ports(any_port)
             for name in INSTITUTIONS:
                 region.institutions[name] = _institution(region, name, ports[name])
+            auditor_port = AUDITOR_PORT if not any_port and port_free(AUDITOR_PORT) else free_port()
+            region.auditor = AuditorService(region.audit_settings(), auditor_port)
         except BaseException:
             region.close()
             raise
@@ -173,7 +213,7 @@ def _institution(region: Region, name: str, port: int | None) -> Institution:
     node.start()
     assert node.services is not None
     with node.services.sessions.begin() as s:
-        for role in (StaffRole.CLINICIAN, StaffRole.REGISTRAR):
+        for role in (StaffRole.CLINICIAN, StaffRole.REGISTRAR, StaffRole.ADMIN):
             inst.tokens[role.value] = create_staff(s, f"demo {role.value} at {name}", role)[1]
     return inst
 
@@ -386,18 +426,7 @@ class Story:
         self._access_table(eva.accesses())
 
     def _audit(self, wallet: PatientWallet) -> None:
-        region = self.region
-        a = region["Hospital A"]
-        assert a.node.services is not None
-        # The auditor reads Hospital A's stored ciphertexts directly (as with `--store`), so the audit also proves
-        # every stored ciphertext matches its on-chain commitment.
-        settings = AuditSettings(
-            rpc_url=region.anvil.url,
-            deployments_dir=region.deployments,
-            ciphertexts=True,
-            stores={a.address: a.node.services.config.blob_store_url},
-        )
-        report = run_audit(Scope.patient(wallet.address), settings)
+        report = run_audit(Scope.patient(wallet.address), self.region.audit_settings())
         self.facts.audit_clean = report.clean
         self.step(11, audit_line(report))
         if not report.clean:
@@ -427,6 +456,19 @@ def show_endpoints(region: Region, facts: StoryFacts, console: Console, *, stayi
         console.print(
             f"  {inst.name:<13} {inst.url}  docs {inst.url}/docs  ({inst.address})", soft_wrap=True, highlight=False
         )
+    # The portal: each role's page with a ready sign-in (the staff links carry their token in the fragment,
+    # which the browser never sends to the server).
+    console.print("Portal (open in a browser; 中文/English at the top of every page):", highlight=False)
+    console.print(
+        f"  patient    {b.url}/portal/patient.html  (Wallet → Import keystore: {facts.wallet_path}, "
+        f"password {DEMO_PASSWORD})\n"
+        f"  clinician  {b.url}/portal/clinician.html#token={b.tokens['clinician']}\n"
+        f"  operator   {a.url}/portal/operator.html#token={a.tokens['admin']}\n"
+        + (f"  auditor    {region.auditor.url}/portal/auditor.html\n" if region.auditor else ""),
+        soft_wrap=True,
+        highlight=False,
+        end="",
+    )
     if staying:
         console.print(
             f"Try it (demo data in {region.root}):\n"

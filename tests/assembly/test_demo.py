@@ -44,6 +44,14 @@ def test_demo_tells_the_whole_story_and_stops(tmp_path: Path) -> None:
             continue
         raise AssertionError(f"{url} still serving after --exit")
 
+    # Each role's portal page with a ready sign-in: staff links carry their token in the fragment; the auditor's
+    # page is on its own service (stopped with the rest).
+    portal = {m.group(1): m.group(2) for m in re.finditer(r"^  (patient|clinician|operator|auditor) +(\S+)", out, re.M)}
+    assert set(portal) == {"patient", "clinician", "operator", "auditor"}, out
+    assert portal["clinician"].split("#")[0].endswith("/portal/clinician.html")
+    assert re.search(r"#token=mlst_\S+$", portal["clinician"]) and re.search(r"#token=mlst_\S+$", portal["operator"])
+    assert portal["auditor"].endswith("/portal/auditor.html") and "eva-wallet.json" in out
+
     # --dir keeps the demo's data: deployments, one directory per node, the patient's wallet.
     assert (root / "deployments").is_dir() and (root / "eva-wallet.json").is_file()
     assert {p.name for p in root.iterdir()} >= {"hospital-a", "hospital-b", "regional-cdc"}
