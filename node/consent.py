@@ -15,6 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from indexer.queries import BreakGlassView, GrantView
+from medledger.addresses import Address
 from medledger.errors import MedLedgerError
 from medledger.vocabulary import AuthKind, Purpose, RecordClass
 from node.ledger_view import HeadCheckNeeded, LedgerView, Snapshot
@@ -56,14 +57,14 @@ class ConsentDecider:
         #: here); the default 20 ms bounds how long after its block a revocation can go unseen, far below
         #: a QBFT block period, while decisions run from the cache.
         self.max_head_age = max_head_age
-        self._cache: OrderedDict[tuple[str, str], _State] = OrderedDict()
+        self._cache: OrderedDict[tuple[Address, Address], _State] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
     def decide(
         self,
-        patient: str,
-        accessor: str,
+        patient: Address,
+        accessor: Address,
         record_class: int,
         purpose: Purpose,
         *,
@@ -72,6 +73,8 @@ class ConsentDecider:
         asked_at: float | None = None,
     ) -> Decision:
         """The authorization for this access, or :class:`ConsentDenied` with a precise reason.
+
+        ``patient`` and ``accessor`` are Addresses: one spelling per account, so the cache is keyed by them as is.
 
         Raises :class:`node.ledger_view.LedgerStale` if the ledger view is too old to decide on. With
         ``wait=False`` it raises :class:`node.ledger_view.HeadCheckNeeded` where it would wait for the chain.
@@ -94,9 +97,9 @@ class ConsentDecider:
             return self._decide(patient, accessor, record_class, purpose, t, fresh)
 
     def _decide(
-        self, patient: str, accessor: str, record_class: int, purpose: Purpose, t: int, snap: Snapshot
+        self, patient: Address, accessor: Address, record_class: int, purpose: Purpose, t: int, snap: Snapshot
     ) -> Decision:
-        state = self._state(patient.lower(), accessor.lower(), snap.generation)
+        state = self._state(patient, accessor, snap.generation)
         # Break-glass first: an open emergency window is the authorization the accessor is acting under, and
         # the audit must show it as such even if a grant also exists.
         for w in state.windows:
@@ -126,7 +129,7 @@ class ConsentDecider:
             },
         )
 
-    def _state(self, patient: str, accessor: str, generation: int) -> _State:
+    def _state(self, patient: Address, accessor: Address, generation: int) -> _State:
         key = (patient, accessor)
         with self._lock:
             state = self._cache.get(key)

@@ -20,6 +20,7 @@ from eth_utils import is_address, to_checksum_address
 from sqlalchemy import bindparam, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from medledger.addresses import Address, eip55
 from medledger.crypto import new_key, wrap_key, wrap_to_x25519
 from medledger.errors import InputError, MedLedgerError
 from medledger.records import PatientIdentity
@@ -58,7 +59,7 @@ class PatientEntry:
     given_name: str
     birth_date: str
     sex: str
-    address: str | None
+    address: Address | None
     encryption_key: bytes | None
 
     @property
@@ -75,7 +76,7 @@ class PatientEntry:
             p.given_name,
             p.birth_date,
             p.sex,
-            p.address,
+            eip55(p.address) if p.address is not None else None,  # stored checksummed; typed here
             p.encryption_key,
         )
 
@@ -92,7 +93,7 @@ class PatientKeys:
     """What ingest needs to know about a patient: the row id and, if linked, the wrapped PKEK."""
 
     id: int
-    address: str | None
+    address: Address | None
     pkek_wrapped: bytes | None
 
 
@@ -208,7 +209,7 @@ class PatientDirectory:
                 .with_for_update(read=True)
             ).all()
             for pid, mrn, authority, address, pkek in rows:
-                out[(mrn, authority)] = PatientKeys(pid, address, pkek)
+                out[(mrn, authority)] = PatientKeys(pid, eip55(address) if address is not None else None, pkek)
         return out
 
     def link(self, mrn: str, assigning_authority: str, address: str, public_key: bytes) -> LinkResult:
@@ -222,7 +223,7 @@ class PatientDirectory:
             raise InputError(f"not a ledger address: {address!r}", code="invalid_address")
         if not isinstance(public_key, bytes | bytearray) or len(public_key) != 32 or not any(public_key):
             raise InputError("a patient encryption key is a 32-byte X25519 public key", code="invalid_public_key")
-        address = to_checksum_address(address)
+        address = eip55(address)  # validated above
         public_key = bytes(public_key)
         with self._sessions.begin() as s:
             ident = PatientIdentity(mrn=mrn, assigning_authority=assigning_authority)

@@ -21,6 +21,7 @@ from eth_utils import to_checksum_address
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from medledger.addresses import Address, eip55
 from medledger.chain.abi import ContractRevert
 from medledger.chain.contracts import RecordRegistryClient
 from medledger.chain.rpc import RpcUnavailable
@@ -55,7 +56,7 @@ class ErasureService:
         #: Seconds a request waits for the record's earlier accesses to be logged before answering "pending".
         self.access_log_wait = access_log_wait
 
-    def request(self, record_id: bytes, patient: str, deadline: int, signature: bytes) -> dict[str, Any]:
+    def request(self, record_id: bytes, patient: Address, deadline: int, signature: bytes) -> dict[str, Any]:
         now = int(time.time())
         if deadline < now:
             raise RelayRejected("the signature's deadline has passed", code="signature_expired")
@@ -80,7 +81,7 @@ class ErasureService:
             if row is None:
                 raise ErasureRefused(f"this node holds no record 0x{record_id.hex()}", code="record_not_found")
             rec, owner = row
-            if owner is None or owner.lower() != patient.lower():
+            if owner is None or eip55(owner) != patient:
                 raise ErasureRefused("the record belongs to another patient", code="not_record_patient")
             if rec.status == RecordState.ERASED:
                 raise ErasureRefused("the record is already erased", code="record_erased")
@@ -99,7 +100,7 @@ class ErasureService:
             s.add(
                 Erasure(
                     record_id=record_id,
-                    patient=to_checksum_address(patient),
+                    patient=patient,
                     request_hash=typed_data_digest(typed),
                     signature=signature,
                     status=ErasureState.PENDING if anchored else ErasureState.CONFIRMED,
@@ -107,8 +108,8 @@ class ErasureService:
             )
         self._delete_blob(cid)
         if anchored:
-            deadline = time.monotonic() + self.access_log_wait
-            while self._unlogged_accesses(record_id) and time.monotonic() < deadline:
+            wait_until = time.monotonic() + self.access_log_wait
+            while self._unlogged_accesses(record_id) and time.monotonic() < wait_until:
                 time.sleep(0.05)  # the access logger is moving them on chain
             self.submit_pending()
         return self.state(record_id)

@@ -16,13 +16,16 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import CursorResult, delete, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from medledger.addresses import Address, eip55
 from medledger.auth.httpsig import MemoryNonceStore, SignedRequest, verify_request
 from medledger.auth.siwe import SiweMessage, new_nonce, verify_siwe
 from medledger.errors import MedLedgerError
@@ -51,7 +54,7 @@ class Requester:
     the requesting institution, or (for staff) this node's own institution."""
 
     kind: RequesterKind
-    address: str
+    address: Address
     staff_ref: bytes = ZERO_REF
     staff: StaffIdentity | None = None
 
@@ -82,10 +85,11 @@ class DurableNonceStore:
         with sessions.begin() as s:
             s.execute(delete(SeenNonce).where(SeenNonce.expires_at < now))
             for signer, nonce, expires in s.execute(select(SeenNonce.signer, SeenNonce.nonce, SeenNonce.expires_at)):
-                self._memory.claim(signer, nonce, int(expires))
+                # The table keeps the lowercase hex; the memory is keyed by the Address a request's signer is.
+                self._memory.claim(eip55(signer), nonce, int(expires))
 
-    def claim(self, signer: str, nonce: str, expires: int) -> bool:
-        if not self._memory.claim(signer.lower(), nonce, expires):
+    def claim(self, signer: Address, nonce: str, expires: int) -> bool:
+        if not self._memory.claim(signer, nonce, expires):
             return False
         self._journal.remember_nonce(signer, nonce, expires)
         return True
@@ -124,7 +128,7 @@ class Identities:
 
     # ------------------------------------------------------------------ staff
 
-    def staff(self, identity: StaffIdentity, institution: str) -> Requester:
+    def staff(self, identity: StaffIdentity, institution: Address) -> Requester:
         return Requester(RequesterKind.STAFF, institution, staff_ref(self._staff_key, identity.id), identity)
 
     def staff_ref(self, identity: StaffIdentity) -> bytes:
@@ -148,11 +152,12 @@ class Identities:
         )
         now = int(time.time())
         with self._sessions.begin() as s:
-            used = s.execute(
+            result = s.execute(
                 update(SiweNonce)
                 .where(SiweNonce.nonce == parsed.nonce, SiweNonce.used_at.is_(None), SiweNonce.expires_at >= now)
                 .values(used_at=now)
-            ).rowcount
+            )
+            used = cast(CursorResult[Any], result).rowcount
         if used != 1:
             raise IdentityError(
                 "sign-in nonce unknown, already used or expired: ask for a new one", code="siwe_nonce_invalid"
@@ -162,7 +167,7 @@ class Identities:
             expires = min(expires, int(parsed.expiration_time.timestamp()))
         return self._mint(parsed.address, expires), parsed, expires
 
-    def _mint(self, address: str, expires: int) -> str:
+    def _mint(self, address: Address, expires: int) -> str:
         payload = base64.urlsafe_b64encode(json.dumps({"a": address, "e": expires}).encode()).rstrip(b"=")
         mac = base64.urlsafe_b64encode(hmac.new(self._token_key, payload, hashlib.sha256).digest()).rstrip(b"=")
         return PATIENT_TOKEN_PREFIX + payload.decode() + "." + mac.decode()
@@ -178,7 +183,8 @@ class Identities:
             raise IdentityError("invalid patient token")
         try:
             claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-            address, expires = str(claims["a"]), int(claims["e"])
+            # Minted from a verified SIWE address and MACed since, so trusted: only its type is made here.
+            address, expires = eip55(str(claims["a"])), int(claims["e"])
         except (ValueError, KeyError, TypeError):
             raise IdentityError("invalid patient token") from None
         if expires < time.time():
@@ -190,9 +196,9 @@ class Identities:
     def institution(
         self,
         method: str,
-        path: str,
-        query: str,
-        headers: dict[str, str],
+        path: str | bytes,
+        query: str | bytes,
+        headers: Mapping[str, str],
         body: bytes,
         *,
         roles: Role | None = None,
@@ -210,7 +216,7 @@ class Identities:
             raise IdentityError(
                 f"{member.name} lacks the role for this request",
                 code="role_required",
-                details={"signer": signed.signer, "required": [r.name.lower() for r in Role if r & roles]},
+                details={"signer": signed.signer, "required": [r.name.lower() for r in Role if r.name and r & roles]},
             )
         # Claim the nonce last: a request refused above must not burn it, and one accepted can never run twice.
         if not self.nonces.claim(signed.signer, signed.nonce, signed.expires):

@@ -36,6 +36,7 @@ from sqlalchemy import Engine
 
 from indexer.follower import Indexer, IndexerConfig
 from indexer.queries import IndexQueries, MemberView
+from medledger.addresses import Address
 from medledger.chain.deploy import DeploymentManifest
 from medledger.chain.rpc import JsonRpcClient
 from medledger.errors import MedLedgerError
@@ -114,7 +115,7 @@ class LedgerView:
         self._waiters_lock = threading.Lock()
         self._demand_at = 0.0  # when a decision last asked for the head (see watch_head)
         self._demand = threading.Event()
-        self._members: tuple[int, dict[str, MemberView]] = (-1, {})
+        self._members: tuple[int, dict[Address, MemberView]] = (-1, {})
 
     # ------------------------------------------------------------------ following
 
@@ -333,23 +334,25 @@ class LedgerView:
     def _snapshot_locked(self) -> Snapshot:
         return Snapshot(self._generation, max(self._indexed, self._verified), self._head)
 
-    def members(self) -> dict[str, MemberView]:
-        """Active consortium members by lower-case address, as of the indexed block (cached per generation)."""
+    def members(self) -> dict[Address, MemberView]:
+        """Active consortium members by address, as of the indexed block (cached per generation)."""
         gen = self._generation
         cached_gen, members = self._members
         if cached_gen != gen:
-            members = {m.account.lower(): m for m in self.queries.members()}
+            members = {m.account: m for m in self.queries.members()}
             self._members = (gen, members)
         return members
 
     def member(self, address: str) -> MemberView | None:
-        return self.members().get(address.lower())
+        """The active member ``address`` (an :class:`Address`, used as is; any other string is made one, so a
+        lowercase spelling cannot miss: ``InputError`` code ``invalid_address`` if it is no address), or None."""
+        return self.members().get(Address(address))
 
     def has_role(self, address: str, roles: Role) -> bool:
         m = self.member(address)
         return m is not None and bool(m.roles & int(roles))
 
-    def patient_key(self, patient: str) -> bytes | None:
+    def patient_key(self, patient: Address) -> bytes | None:
         """The patient's registered X25519 key, or None."""
         key = self.queries.patient_key(patient)
         return bytes.fromhex(key.removeprefix("0x")) if key else None

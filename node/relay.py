@@ -19,7 +19,7 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
-from medledger.addresses import checksummed
+from medledger.addresses import Address, checksummed
 from medledger.chain.abi import ContractRevert
 from medledger.chain.contracts import ConsentRegistryClient, ConsortiumClient
 from medledger.chain.typed_data import (
@@ -199,7 +199,7 @@ class ConsentRelay:
             raise RelayRejected("a signature is 65 bytes (r, s, v)", code="invalid_signature")
 
     @staticmethod
-    def _check_signer(typed: dict[str, Any], signature: bytes, patient: str) -> None:
+    def _check_signer(typed: dict[str, Any], signature: bytes, patient: Address) -> None:
         try:
             signer = recover_signer(typed, signature)
         except Exception:  # malformed r/s/v: eth-keys raises several types; all mean the same to the caller
@@ -221,9 +221,9 @@ class ConsentRelay:
             )
 
 
-def _check_terms(patient: str, t: GrantTerms) -> None:
+def _check_terms(patient: Address, t: GrantTerms) -> None:
     problems = []
-    if t.grantee.lower() == patient.lower():
+    if Address(t.grantee, "grantee") == patient:
         problems.append("grantee is the patient")
     if int(t.grantee, 16) == 0:
         problems.append("grantee is the zero address")

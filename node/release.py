@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from medledger.addresses import Address, eip55
 from medledger.crypto import DecryptionError, decrypt_record, wrap_to_x25519
 from medledger.db import ThreadConnections
 from medledger.errors import MedLedgerError
@@ -53,7 +54,7 @@ class HeldRecord:
     """What the node knows of a record it holds (no key material)."""
 
     record_id: bytes
-    patient: str | None
+    patient: Address | None
     record_class: int
     type_code: str
     media_type: str
@@ -81,7 +82,7 @@ class HeldRecord:
 @dataclass(frozen=True)
 class Release:
     record: HeldRecord
-    custodian: str
+    custodian: Address
     ciphertext: bytes
     wrapped_key: bytes
     decision: Decision
@@ -105,7 +106,7 @@ class Plaintext:
     """A decrypted record for this node's own staff."""
 
     record: HeldRecord
-    custodian: str
+    custodian: Address
     content: bytes
     decision: Decision
 
@@ -139,7 +140,7 @@ class ReleaseService:
         sessions: sessionmaker[Session],
         store: BlobStore,
         kek: KeyEncryptionKey,
-        address: str,
+        address: Address,
         view: LedgerView,
         decider: ConsentDecider,
         journal: AccessJournal,
@@ -179,7 +180,7 @@ class ReleaseService:
             )
         held = HeldRecord(
             bytes(row.record_id),
-            row.address,
+            eip55(row.address) if row.address is not None else None,  # stored checksummed; typed here
             row.record_class,
             row.type_code,
             row.media_type,
@@ -216,17 +217,20 @@ class ReleaseService:
         try:
             prepared = self._prepare(requester, record_id, purpose, wait=False, asked_at=asked_at)
         except HeadCheckNeeded:
-            prepared = None
-            # The view's head watcher is due to verify the chain anyway: wait for it without taking a thread.
-            if await self.view.fresh_async(self.decider.max_head_age, asked_at=asked_at):
-                with contextlib.suppress(HeadCheckNeeded):
-                    prepared = self._prepare(requester, record_id, purpose, wait=False, asked_at=asked_at)
-            if prepared is None:  # no watcher, or a denial to re-check against the head: probe from a thread
-                prepared = await asyncio.to_thread(
-                    self._prepare, requester, record_id, purpose, wait=True, asked_at=asked_at
-                )
+            prepared = await self._prepare_at_head(requester, record_id, purpose, asked_at)
         await self.journal.append_async(prepared.entry, notify=prepared.notify)
         return self._complete(prepared)
+
+    async def _prepare_at_head(
+        self, requester: Requester, record_id: bytes, purpose: Purpose, asked_at: float
+    ) -> _Prepared:
+        """:meth:`_prepare` when the decision needs the chain head checked first."""
+        # The view's head watcher is due to verify the chain anyway: wait for it without taking a thread.
+        if await self.view.fresh_async(self.decider.max_head_age, asked_at=asked_at):
+            with contextlib.suppress(HeadCheckNeeded):
+                return self._prepare(requester, record_id, purpose, wait=False, asked_at=asked_at)
+        # No watcher, or a denial to re-check against the head: probe from a thread.
+        return await asyncio.to_thread(self._prepare, requester, record_id, purpose, wait=True, asked_at=asked_at)
 
     def _prepare(
         self, requester: Requester, record_id: bytes, purpose: Purpose, *, wait: bool, asked_at: float | None = None
@@ -295,7 +299,7 @@ class ReleaseService:
     ) -> Decision:
         assert held.patient is not None
         if requester.kind is RequesterKind.PATIENT:
-            if requester.address.lower() != held.patient.lower():
+            if requester.address != held.patient:
                 raise MedLedgerError("this record belongs to another patient", code="forbidden")
             return Decision(AuthKind.PATIENT, 0, self.view.snapshot().block_number)
         if requester.kind is RequesterKind.INSTITUTION:
@@ -322,7 +326,9 @@ class ReleaseService:
         return bytes(key)
 
 
-def _break_glass_notice(held: HeldRecord, requester: Requester, decision: Decision, custodian: str) -> Notice | None:
+def _break_glass_notice(
+    held: HeldRecord, requester: Requester, decision: Decision, custodian: Address
+) -> Notice | None:
     if decision.kind is not AuthKind.BREAK_GLASS or held.patient is None:
         return None
     return Notice(

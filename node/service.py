@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from indexer.db import index_engine
+from medledger.addresses import Address, eip55
 from medledger.chain.deploy import Contracts, DeploymentManifest, manifest_path
 from medledger.chain.rpc import JsonRpcClient
 from medledger.chain.sender import Receipt, TransactionSender
@@ -136,8 +137,10 @@ class NodeServices:
         self.close()
 
     @property
-    def address(self) -> str:
-        return self.keystore.address
+    def address(self) -> Address:
+        """This institution's ledger address (the keystore's account)."""
+        # eip55 is cached: the keystore's own property recomputes the checksum (a keccak) on every call.
+        return eip55(self.keystore.account.address)
 
     @cached_property
     def anchor_bell(self) -> Doorbell:

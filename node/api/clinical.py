@@ -60,11 +60,11 @@ async def read_record(
     rid = record_id_of(record_id)
     owner = checksummed(patient, "patient")
     entry = services.ledger.queries.record(record_id.lower())
-    if entry is not None and entry.patient.lower() != owner.lower():
+    if entry is not None and entry.patient != owner:
         raise MedLedgerError("the record belongs to another patient", code="record_not_found")
-    if entry is None or entry.custodian.lower() == services.address.lower():
+    if entry is None or entry.custodian == services.address:
         own = await run_in_threadpool(services.releases.read_own, requester, rid, p)
-        if own.record.patient is None or own.record.patient.lower() != owner.lower():
+        if own.record.patient is None or own.record.patient != owner:
             raise MedLedgerError("the record belongs to another patient", code="record_not_found")
         return Response(
             own.content,

@@ -36,7 +36,8 @@ SIGNED_REQUEST_HEADERS = ("content-digest", "signature-input", "signature")
 
 
 def services_of(request: Request) -> NodeServices:
-    return request.app.state.services  # type: ignore[no-any-return]
+    services: NodeServices = request.app.state.services
+    return services
 
 
 def current_staff(

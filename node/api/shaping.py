@@ -7,6 +7,7 @@ import base64
 from collections.abc import Sequence
 from typing import Any
 
+from medledger.addresses import Address
 from medledger.vocabulary import AuthKind, Purpose
 from node.api.schemas import AccessItem, AccessPage, GrantItem, NotificationItem, TimelineItem, TimelinePage
 from node.db.models import Notification
@@ -14,7 +15,7 @@ from node.release import Release
 from node.service import NodeServices
 
 
-def timeline_page(services: NodeServices, patient: str, limit: int, cursor: str | None) -> TimelinePage:
+def timeline_page(services: NodeServices, patient: Address, limit: int, cursor: str | None) -> TimelinePage:
     members = services.ledger.members()
     page = services.ledger.queries.timeline(patient, limit=limit, cursor=cursor)
     return TimelinePage(
@@ -22,7 +23,7 @@ def timeline_page(services: NodeServices, patient: str, limit: int, cursor: str 
             TimelineItem(
                 record_id=e.record_id,
                 custodian=e.custodian,
-                custodian_name=(m.name if (m := members.get(e.custodian.lower())) else None),
+                custodian_name=(m.name if (m := members.get(e.custodian)) else None),
                 custodian_endpoint=m.endpoint if m else None,
                 record_class=e.record_class_name,
                 event_time=e.event_time,
@@ -55,7 +56,7 @@ def access_page(
             AccessItem(
                 record_id=a.record_id,
                 accessor=a.accessor,
-                accessor_name=(m.name if (m := members.get(a.accessor.lower())) else None),
+                accessor_name=(m.name if (m := members.get(a.accessor)) else None),
                 custodian=a.custodian,
                 purpose=Purpose.label(a.purpose),
                 authorization=AuthKind.label(a.auth_kind),
@@ -73,13 +74,13 @@ def access_page(
     )
 
 
-def grant_items(services: NodeServices, patient: str) -> list[GrantItem]:
+def grant_items(services: NodeServices, patient: Address) -> list[GrantItem]:
     members = services.ledger.members()
     return [
         GrantItem(
             grant_id=g.grant_id,
             grantee=g.grantee,
-            grantee_name=(m.name if (m := members.get(g.grantee.lower())) else None),
+            grantee_name=(m.name if (m := members.get(g.grantee)) else None),
             classes=g.class_names,
             purpose=Purpose.label(g.purpose),
             valid_from=g.valid_from,
