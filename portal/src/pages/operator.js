@@ -147,10 +147,32 @@ function level(value) {
   return h("span", { class: cls }, `${LEVELS[value] || ""} `, known(Object.keys(LEVELS), value, "operator.level"));
 }
 
+/** What a check that is not OK means, in the reader's language from the overview's figures; the node's own
+ * (English) detail only for a check this page does not know. */
+function checkDetail(c, o) {
+  if (c.level === "ok") return "—";
+  const chain = o.chain;
+  const q = o.queues[c.name];
+  switch (c.name) {
+    case "chain":
+      return [t("operator.detail.chain"), chain.error ? h("code", {}, ` ${chain.error.code}`) : null];
+    case "ledger":
+      return t("operator.detail.ledger");
+    case "membership":
+      return t(chain.member === false ? "operator.detail.not_member" : "operator.detail.membership_unknown");
+    case "index":
+      return chain.index_lag === null ? t("operator.detail.index_unknown") : t("operator.detail.index", { n: formatNumber(chain.index_lag) });
+    default:
+      if (q && q.oldest_pending_at && Date.now() - Date.parse(q.oldest_pending_at) > 300_000) return t("operator.detail.queue_old", { time: formatDate(q.oldest_pending_at) });
+      if (q && q.counts.failed) return t("operator.detail.queue_failed", { n: formatNumber(q.counts.failed) });
+      return h("span", { lang: "en" }, c.detail || "—");
+  }
+}
+
 function healthSection(o) {
   const kind = o.health === "ok" ? "ok" : o.health === "failing" ? "error" : "warn";
   const rows = o.checks.map((c) =>
-    h("tr", { dataset: { check: c.name } }, h("th", { scope: "row" }, known(CHECKS, c.name, "operator.check")), h("td", {}, level(c.level)), h("td", {}, c.detail || "—")),
+    h("tr", { dataset: { check: c.name } }, h("th", { scope: "row" }, known(CHECKS, c.name, "operator.check")), h("td", {}, level(c.level)), h("td", {}, checkDetail(c, o))),
   );
   return h(
     "section",
@@ -226,7 +248,9 @@ function membersSection(d) {
           ),
         ),
       )
-    : errorNotice(d.membersError);
+    : ["ledger_unavailable", "chain_unavailable"].includes(d.membersError?.code)
+      ? h("p", { class: "notice warn", id: "members" }, t("operator.members.unavailable"), h("code", {}, ` ${d.membersError.code}`))
+      : errorNotice(d.membersError);
   return h("section", { "aria-labelledby": "members-title" }, h("h2", { id: "members-title" }, t("operator.members.title")), body);
 }
 
