@@ -540,7 +540,7 @@ def record_from_dataset(
         media_type=MEDIA_DICOM,
         payload=payload,
         summary=summary,
-        demographics=from_dicom(ds),
+        demographics=_demographics(ds, patient_id),
     )
 
 
@@ -612,3 +612,18 @@ def from_dicom(ds: Dataset) -> Demographics:
         addresses=(address,) if address else (),
         telecoms=tuple(Telecom("phone", number) for number in _values(ds, "PatientTelephoneNumbers")),
     )
+
+
+#: What pydicom raises when it first decodes a damaged element (a sequence cut short, an unknown VR, a bad value).
+_DECODE_ERRORS = (OSError, EOFError, struct.error, ValueError, TypeError, KeyError, NotImplementedError, OverflowError)
+
+
+def _demographics(ds: Dataset, patient_id: str) -> Demographics:
+    try:
+        return from_dicom(ds)
+    except _DECODE_ERRORS:
+        # from_dicom reads optional elements the record itself never needs (Other Patient IDs, issuer qualifiers,
+        # address, telephones): one that cannot be decoded must not reject a file that is otherwise ingestible.
+        # The patient key is known to be readable: it was read before.
+        identifier = make_identifier(patient_id, _text(ds, "IssuerOfPatientID"))
+        return Demographics(identifiers=(identifier,) if identifier is not None else ())

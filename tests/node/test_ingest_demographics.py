@@ -13,7 +13,9 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import Tag
 
 from medledger.demographics import (
     Address,
@@ -28,6 +30,7 @@ from medledger.demographics import (
 )
 from medledger.records import PatientIdentity
 from node.ingest import ParsedRecord, from_dicom, from_fhir_patient, from_pid, parse
+from node.ingest.dicom import record_from_dataset
 from node.ingest.fhir import FHIR_LOGICAL_ID_AUTHORITY
 
 DATA = Path(__file__).parent / "data"
@@ -188,6 +191,18 @@ def test_existing_patient_keys_are_unchanged():
     assert _record(_dicom_bytes()).patient == PatientIdentity(
         "MRN-7788", "HOSP-BJ", "Wang", "Xiaodong", "1980-05-17", "male"
     )
+
+
+def test_a_damaged_optional_element_does_not_reject_the_record():
+    """Demographics read elements the record never needed; one pydicom cannot decode leaves only the patient key."""
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm", download=False), stop_before_pixels=True)
+    tag = Tag("PatientAddress")
+    ds._dict[tag] = RawDataElement(tag, "LL", 4, b"abcd", 0, False, True)  # not a VR: fails when first decoded
+    with pytest.raises(NotImplementedError):
+        from_dicom(ds)
+    record = record_from_dataset(ds, b"")
+    assert record.patient.mrn == "1CT1"
+    assert record.demographics == Demographics(identifiers=(Identifier("1CT1"),))
 
 
 @pytest.mark.parametrize(("name", "given"), [("chrX1.dcm", "小東"), ("chrX2.dcm", "小东")])
