@@ -462,7 +462,7 @@ def show_endpoints(region: Region, facts: StoryFacts, console: Console, *, stayi
     console.print(
         f"  patient    {b.url}/portal/patient.html  (Wallet → Import keystore: {facts.wallet_path}, "
         f"password {DEMO_PASSWORD})\n"
-        f"  clinician  {b.url}/portal/clinician.html#token={b.tokens['clinician']}\n"
+        f"  clinician  {b.url}/portal/clinician.html#token={b.tokens['clinician']}&patient={facts.patient}\n"
         f"  operator   {a.url}/portal/operator.html#token={a.tokens['admin']}\n"
         + (f"  auditor    {region.auditor.url}/portal/auditor.html\n" if region.auditor else ""),
         soft_wrap=True,

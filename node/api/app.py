@@ -47,7 +47,7 @@ def create_app(services: NodeServices) -> FastAPI:
     install(app)
     app.add_middleware(SmallBodyLimit, limit=MAX_JSON_BODY, exempt=("/v1/ingest",))
     # The ledger view is built on first use: a node whose chain is down still answers its own origin.
-    app.add_middleware(ConsortiumCors, origins=lambda: member_origins(services.ledger))
+    app.add_middleware(ConsortiumCors, origins=lambda: member_origins(lambda: services.ledger))
     for ctx in services.contexts.values():
         for mounted in ctx.module.routers(ctx):
             dependencies = [Depends(staff_with_role(*mounted.roles))] if mounted.roles else None

@@ -27,11 +27,12 @@ def origin_of(url: str) -> str | None:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") and parts.netloc else None
 
 
-def member_origins(ledger: LedgerView) -> set[str]:
+def member_origins(ledger: Callable[[], LedgerView]) -> set[str]:
     """The origins of the node URLs the consortium's active members published, as the ledger view has them;
-    none while the ledger cannot be read (each node then serves only its own origin)."""
+    none while the ledger cannot be read or even opened (the chain is down at start): each node then serves only
+    its own origin. ``ledger`` is called here, so opening a view that cannot be opened is caught too."""
     try:
-        members = ledger.members().values()
+        members = ledger().members().values()
     except MedLedgerError:
         return set()
     return {o for m in members if (o := origin_of(m.endpoint)) is not None}

@@ -49,7 +49,8 @@ def test_demo_tells_the_whole_story_and_stops(tmp_path: Path) -> None:
     portal = {m.group(1): m.group(2) for m in re.finditer(r"^  (patient|clinician|operator|auditor) +(\S+)", out, re.M)}
     assert set(portal) == {"patient", "clinician", "operator", "auditor"}, out
     assert portal["clinician"].split("#")[0].endswith("/portal/clinician.html")
-    assert re.search(r"#token=mlst_\S+$", portal["clinician"]) and re.search(r"#token=mlst_\S+$", portal["operator"])
+    assert re.search(r"#token=mlst_\S+&patient=0x[0-9a-fA-F]{40}$", portal["clinician"])
+    assert re.search(r"#token=mlst_\S+$", portal["operator"])
     assert portal["auditor"].endswith("/portal/auditor.html") and "eva-wallet.json" in out
 
     # --dir keeps the demo's data: deployments, one directory per node, the patient's wallet.

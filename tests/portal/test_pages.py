@@ -47,6 +47,7 @@ def test_the_catalogs_translate_every_string() -> None:
 
 def test_the_node_serves_the_portal_with_strict_headers(network: Network) -> None:
     base = network.a.url
+    network.sync()  # A's ledger view has B's published profile (B published it when it started)
     r = httpx.get(f"{base}/", follow_redirects=False)
     assert r.status_code == 307 and r.headers["location"] == "/portal/"
     r = httpx.get(f"{base}/portal/")

@@ -1,7 +1,7 @@
 // The frame every page shares: skip link, header (title, role, language switch), navigation, main landmark,
 // and a hash router (#/view?param=value) so the browser's back button and links work without a server round trip.
 import { h, replace } from "./dom.js";
-import { LOCALES, locale, onLocale, setLocale, t } from "./i18n.js";
+import { LOCALES, has, locale, onLocale, setLocale, t } from "./i18n.js";
 
 /**
  * Mount a page. ``views``: {id: {title: i18n key, render(main, params) -> void | Promise}}; ``nav``: the view ids
@@ -72,8 +72,7 @@ export function startPage({ role, views, nav, home, header }) {
 /** An error for people: the translated text of its code when there is one, else the node's message. */
 export function errorText(err) {
   const key = `error.${err.code}`;
-  const known = t(key);
-  return known !== key ? known : err.message || String(err);
+  return has(key) ? t(key) : err.message || String(err);
 }
 
 export function errorNotice(err) {
