@@ -211,6 +211,8 @@ def read_header(data: bytes) -> Dataset:
         raise _truncated(f"DICOM header ends mid-element ({type(exc).__name__})") from None
     except RecursionError:
         raise _limit_depth() from None
+    except OSError:  # pydicom's "No tag to read": an item's elements do not parse (bad VR or length inside it)
+        raise IngestError(DICOM_INVALID, "a sequence item is malformed (an element inside it does not parse)") from None
     except NotImplementedError as exc:
         raise IngestError(DICOM_INVALID_VR, f"unreadable DICOM header: {type(exc).__name__}") from None
     except (ValueError, TypeError, KeyError, OverflowError) as exc:
@@ -272,6 +274,8 @@ def _check_stream(stream: bytes, start: int, implicit: bool, little: bool) -> tu
         raise _truncated(f"an element is cut short ({type(exc).__name__})") from None
     except RecursionError:
         raise _limit_depth() from None
+    except OSError:
+        raise IngestError(DICOM_INVALID, "a sequence item is malformed (an element inside it does not parse)") from None
     if end != size:
         raise _truncated(f"data ends {size - end} bytes into an element after offset {end}", offset=end)
     return tags, pixel
@@ -296,12 +300,20 @@ def _check_element(elem: Any, depth: int, stream: bytes = b"", implicit: bool = 
         )
     if vr == "SQ":
         _check_sequence(elem, depth, stream, implicit, little)
-    elif not isinstance(elem, RawDataElement) or not isinstance(elem.value, bytes):
         return
-    elif vr == "UI":
-        _check_uid(elem.value, tag)
-    elif vr in ("DA", "TM", "DT"):
-        _check_datetime(elem.value, vr, tag)
+    if vr not in ("UI", "DA", "TM", "DT"):
+        return
+    value = elem.value
+    if isinstance(value, MultiValue | list | tuple):  # a converted element (file meta): back to its text form
+        value = "\\".join(str(v) for v in value)
+    if isinstance(value, str):
+        value = value.encode("latin-1", "replace")
+    if not isinstance(value, bytes):
+        return
+    if vr == "UI":
+        _check_uid(value, tag)
+    else:
+        _check_datetime(value, vr, tag)
 
 
 def _check_sequence(elem: Any, depth: int, stream: bytes, implicit: bool, little: bool) -> None:

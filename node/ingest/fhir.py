@@ -206,8 +206,36 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# Nesting is measured before parsing once an input has this many brackets: below it, no input can nest deep
+# enough to matter to the C decoder's stack (the node's recursion limit is 100,000, raised by py_ecc, so the
+# decoder would overflow the C stack and crash the process long before a RecursionError).
+_DEPTH_PRECHECK_BRACKETS = 1000
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
+_EMPTY_PAIR = re.compile(rb"\{\}|\[\]")
+
+
+def _json_deeper_than(data: bytes, limit: int) -> bool:
+    """Whether the brackets of ``data`` (strings removed) nest deeper than ``limit``: each pass removes the
+    innermost pairs, so whatever is left after ``limit`` passes is deeper."""
+    brackets = _NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", data))
+    for _ in range(limit):
+        reduced = _EMPTY_PAIR.sub(b"", brackets)
+        if not reduced:
+            return False
+        brackets = reduced
+    return bool(brackets)
+
+
 def load_json(data: bytes) -> Any:
-    """Parse strictly: duplicate keys, NaN/Infinity and invalid UTF-8 are errors; decimals keep their digits."""
+    """Parse strictly: duplicate keys, NaN/Infinity and invalid UTF-8 are errors; decimals keep their digits.
+    Nesting deeper than the max_depth limit is refused before the decoder runs."""
+    if data.count(b"[") + data.count(b"{") > _DEPTH_PRECHECK_BRACKETS and _json_deeper_than(data, LIMITS.max_depth):
+        raise IngestError(
+            INGEST_LIMIT_EXCEEDED,
+            f"JSON nested deeper than {LIMITS.max_depth} levels (limit max_depth)",
+            limit="max_depth",
+        )
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
