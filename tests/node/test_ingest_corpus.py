@@ -34,6 +34,8 @@ CORPUS = Path(__file__).resolve().parents[1] / "ingest_corpus"
 MANIFEST = json.loads((CORPUS / "manifest.json").read_text())
 ENTRIES: list[dict[str, Any]] = MANIFEST["entries"]
 DEFAULTS = NodeConfig(name="corpus", data_dir=Path("/nonexistent")).parse_options()
+#: The invented patient of the generated files: no error message may repeat any of it.
+PHI = ("Tester", "Alex", "MRN-9001", "MRN-F1", "CORPUS-DCM-1", "SOMEONE-ELSE", "19800101", "1980-01-01")
 
 
 def test_the_committed_corpus_is_what_the_generator_writes(tmp_path: Path) -> None:
@@ -61,6 +63,8 @@ def _outcome(path: Path, **options: Any) -> tuple[str, Any]:
         return "accept", len(parse_file(path, **options))
     except IngestError as exc:
         assert "\n" not in exc.message and exc.message
+        shown = exc.message + repr(exc.details)
+        assert not [p for p in PHI if p in shown], f"{path.name}: the error repeats patient data: {exc.message}"
         return "reject", exc.code
 
 
