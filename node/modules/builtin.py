@@ -26,7 +26,7 @@ class SharingModule(NodeModule):
     summary = "Consent-checked sharing: sign-in, relayed consent, release, the patient's views, audit."
 
     def routers(self, ctx: ModuleContext) -> Sequence[ModuleRouter]:
-        from node.api import audit, clinical, consent, directory_routes, me, records, signin
+        from node.api import audit, clinical, consent, consortium, directory_routes, me, records, signin
 
         # In this order the OpenAPI document lists the routes as it always has (new routers go last).
         return [
@@ -37,6 +37,7 @@ class SharingModule(NodeModule):
             ModuleRouter(audit.router),
             ModuleRouter(clinical.router),
             ModuleRouter(directory_routes.router),
+            ModuleRouter(consortium.router),
         ]
 
 

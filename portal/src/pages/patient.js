@@ -87,6 +87,31 @@ function learn(address, name, endpoint) {
 }
 const nameOf = (address) => names.get(String(address).toLowerCase())?.name || address;
 
+// The consortium's member roles (medledger.vocabulary.Role), as GET /v1/consortium/members names them.
+const MEMBER_ROLES = ["hospital", "clinic", "lab", "cdc", "manufacturer", "researcher", "auditor", "relayer", "emergency"];
+const roleLabel = (r) => (MEMBER_ROLES.includes(r) ? t(`patient.role.${r}`) : r);
+// Relaying transactions and answering emergencies are what a member may do, not what it is: a hospital that
+// relays is still "Hospital" to her (and the label fits a phone). Shown only for a member with no other role.
+const DUTIES = ["relayer", "emergency"];
+const memberRoles = (roles) => (roles.some((r) => !DUTIES.includes(r)) ? roles.filter((r) => !DUTIES.includes(r)) : roles);
+
+/** The consortium's active members (GET /v1/consortium/members at her home node), asked once per sign-in. */
+let directory = null; // { owner, members: Promise<list> }
+function consortiumMembers() {
+  if (directory?.owner !== me) {
+    const owner = me;
+    const members = (async () => {
+      const api = await owner.at("");
+      const reply = await api.get("/v1/consortium/members");
+      for (const m of reply.members) learn(m.address, m.name, m.endpoint);
+      return reply.members;
+    })();
+    directory = { owner, members };
+    members.catch(() => directory?.owner === owner && (directory = null)); // asked again next time
+  }
+  return directory.members;
+}
+
 // ------------------------------------------------------------------------------------------- timeline
 
 /** Her timeline, loaded once per sign-in: the first page at once, then the rest in the background. */
@@ -701,21 +726,47 @@ async function renderGrants(main, params, ctx) {
     }
   }
 
-  // The institutions she knows of: custodians of her records, earlier grantees and readers. The node has no
-  // public member list yet, so another institution is named by its address (as `medledger patient grant --to`).
+  // The consortium's members (name and roles, from the ledger through her home node), then any other
+  // institution she knows of (a custodian, grantee or reader no longer a member), then one named by its
+  // ledger address (as `medledger patient grant --to`), which also works while the member list cannot be read.
   const who = h("select", { id: "grantee" });
   const other = h("input", { type: "text", id: "grantee-address", inputmode: "text", autocomplete: "off", spellcheck: "false", placeholder: "0x…" });
   const otherField = field(t("patient.grants.address"), other, t("patient.grants.addressHint"));
+  const directoryStatus = h("div", { id: "members-status", "aria-live": "polite" });
+  let members = null;
   function fillInstitutions() {
     const chosen = who.value;
+    const listed = new Set((members || []).map((m) => m.address.toLowerCase()));
+    const memberOption = (m) => {
+      const roles = memberRoles(m.roles).map(roleLabel).join(t("patient.listSep"));
+      return h("option", { value: m.address }, roles ? t("patient.grants.member", { name: m.name, roles }) : m.name);
+    };
+    const others = [...names.values()].filter((n) => !listed.has(n.address.toLowerCase()));
+    const otherOption = (n) => h("option", { value: n.address }, n.name ? `${n.name} (${short(n.address)})` : n.address);
     replace(
       who,
-      [...names.values()].map((n) => h("option", { value: n.address }, n.name ? `${n.name} (${short(n.address)})` : n.address)),
+      members?.length ? h("optgroup", { label: t("patient.grants.members") }, members.map(memberOption)) : null,
+      others.length
+        ? members?.length
+          ? h("optgroup", { label: t("patient.grants.known") }, others.map(otherOption))
+          : others.map(otherOption)
+        : null,
       h("option", { value: "" }, t("patient.grants.other")),
     );
     who.value = [...who.options].some((o) => o.value === chosen) ? chosen : who.options[0].value;
     otherField.hidden = who.value !== "";
   }
+  consortiumMembers().then(
+    (list) => {
+      members = list;
+      replace(directoryStatus, "");
+      fillInstitutions();
+    },
+    (err) => {
+      console.warn(err);
+      replace(directoryStatus, notice("warn", `${t("patient.grants.membersUnavailable")} ${problem(err)}`));
+    },
+  );
   who.addEventListener("change", () => (otherField.hidden = who.value !== ""));
   const offNames = timeline.on(() => (who.isConnected ? fillInstitutions() : offNames()));
 
@@ -731,6 +782,7 @@ async function renderGrants(main, params, ctx) {
     { class: "card", id: "grant-form", "aria-labelledby": "new-h" },
     h("h2", { id: "new-h" }, t("patient.grants.new")),
     field(t("patient.grants.institution"), who),
+    directoryStatus,
     otherField,
     h("fieldset", {}, h("legend", {}, t("patient.grants.classes")), h("div", { class: "grid" }, boxes)),
     field(t("patient.grants.purpose"), purpose),
