@@ -4,7 +4,8 @@ CT_small); the patient signs in to her wallet app (an imported keystore) and gra
 consortium's members; B's clinician reads A's lab result and CT under that grant; the patient sees both reads,
 revokes; B is refused (consent_denied); B opens break-glass and reads; the break-glass is flagged to the patient
 among the reads and in her notifications; the auditor's report on her is clean. Every step is screenshotted
-(``story-NN-…``) and every page reached has no serious or critical axe-core violation."""
+(``story-NN-…``) and every page reached has no serious or critical axe-core violation. And the grant form while
+her home node cannot read the consortium's member list."""
 
 # ruff: noqa: F811  (the imported fixtures are, as pytest intends, redefined as each test's argument)
 
@@ -192,3 +193,33 @@ def test_the_demos_story_through_the_portal(
 
     for p in (upload, wallet, clinician, report):
         assert script_errors(p) == [], p.console_errors
+
+
+def test_the_grant_form_works_while_the_member_list_cannot_be_read(
+    network: Network, page_factory: Any, tmp_path: Path
+) -> None:
+    """Her home node cannot read the ledger's members (503 ``ledger_unavailable``, as tests/node/test_consortium_api.py
+    has a real node answer; answered here by the browser's route so the rest of the node keeps working): the form
+    says so, and still offers the institutions she knows of and one named by its address."""
+    patient, _ = network.patient(records=1)
+    keystore = save_wallet(patient.wallet, tmp_path / "wallet.json", PASSWORD, iterations=2**10)
+    wallet = open_wallet_app(page_factory, network)
+    body = {
+        "error": {"code": "ledger_unavailable", "message": "the consortium's members cannot be read", "details": {}}
+    }
+    wallet.route("**/v1/consortium/members", lambda route: route.fulfill(status=503, json=body))
+    import_keystore(wallet, keystore)
+    wallet.goto(f"{network.b.url}/portal/patient.html#/grants")
+    wallet.wait_for_selector("#members-status .notice")
+    assert "cannot be read right now" in wallet.inner_text("#members-status")
+    assert wallet.locator("#grantee optgroup").count() == 0
+    options = wallet.locator("#grantee option")
+    assert [options.nth(i).get_attribute("value") for i in range(options.count())] == [network.a.address, ""]
+    assert options.first.inner_text().startswith("Hospital A (")  # her custodian, known from the timeline
+    wallet.select_option("#grantee", "")
+    wallet.fill("#grantee-address", network.b.address)
+    wallet.check("#class-lab")
+    wallet.click("#grant-submit")
+    wallet.wait_for_selector("#active-grants li")
+    assert [g["grantee"] for g in patient.grants()] == [network.b.address]
+    step(wallet, "grant-form-without-member-list")
