@@ -764,7 +764,9 @@ async function renderGrants(main, params, ctx) {
     },
     (err) => {
       console.warn(err);
-      replace(directoryStatus, notice("warn", `${t("patient.grants.membersUnavailable")} ${problem(err)}`));
+      // Her own words, and the node's code for whoever helps her (its message is the node's English).
+      const code = err?.code ? h("code", {}, ` ${err.code}`) : null;
+      replace(directoryStatus, h("p", { class: "notice warn", role: "status" }, t("patient.grants.membersUnavailable"), code));
     },
   );
   who.addEventListener("change", () => (otherField.hidden = who.value !== ""));
