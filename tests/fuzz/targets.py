@@ -321,8 +321,8 @@ def target_httpsig(data: bytes) -> None:
     if mask & 512:
         h = headers[r.byte() % len(headers)]
         h[0] = h[0].upper() if r.byte() % 2 else h[0].lower()
-    if mask & 1024:
-        authority = mutate_text(authority, r)
+    if mask & 1024:  # the node's own configured authority: any text, but valid Unicode
+        authority = _valid_unicode(mutate_text(authority, r))
     if mask & 2048:
         now = NOW + r.int(2) - 32768
     raw_path: str | bytes = path.encode("utf-8", "surrogateescape") if mask & 128 else path
@@ -348,7 +348,8 @@ def target_httpsig(data: bytes) -> None:
     same = (
         str(result.signer) == KEY.address
         and method.upper() == signed.method
-        and (raw_path.decode("latin-1") if isinstance(raw_path, bytes) else raw_path) == signed.path
+        # An empty path is "/" (RFC 9110 §4.2.3); ASGI never passes one, the verifier maps it.
+        and ((raw_path.decode("latin-1") if isinstance(raw_path, bytes) else raw_path) or "/") == signed.path
         and query == signed.query
         and hashlib.sha256(body).digest() == hashlib.sha256(signed.body).digest()
         and authority.lower() == AUTHORITY
