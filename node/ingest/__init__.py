@@ -126,7 +126,12 @@ def parse_file(
     if size > max_bytes:
         raise _too_large(size, max_bytes)
     with file.open("rb") as fh:
-        data = fh.read(max_bytes + 1)  # bounded even if the file grows between stat and read
+        # Sized to the file, not to the limit: read(max_bytes + 1) makes CPython allocate the whole limit
+        # (512 MiB by default) and shrink it, ~20% of the read time of a 32 MiB image. Still bounded if the
+        # file grows between stat and read: whatever follows is read up to the limit and then refused.
+        data = fh.read(size + 1)
+        if len(data) > size and len(data) <= max_bytes:  # never read(-1), which would read everything
+            data += fh.read(max_bytes + 1 - len(data))
     return parse(
         data,
         source_system=source_system,
