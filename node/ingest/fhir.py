@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from functools import lru_cache
+from itertools import accumulate
 from typing import Any, Literal
 
 import fhir.resources as fhir_r5
@@ -206,31 +207,41 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-# Nesting is measured before parsing once an input has this many brackets: below it, no input can nest deep
-# enough to matter to the C decoder's stack (the node's recursion limit is 100,000, raised by py_ecc, so the
-# decoder would overflow the C stack and crash the process long before a RecursionError).
-_DEPTH_PRECHECK_BRACKETS = 1000
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
-_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
-_EMPTY_PAIR = re.compile(rb"\{\}|\[\]")
+# Nesting is measured before decoding once an input has this many brackets. The node's recursion limit is
+# 100,000 (py_ecc raises it), so the C decoder does not stop a deep input with a RecursionError: at ~90,000
+# levels it overflows the C stack and the process dies. 10,000 levels decode safely (and are then refused by the
+# structural check's max_depth), so only inputs that could nest deeper pay for the measurement (~35 ms per 4 MB).
+_DEPTH_PRECHECK_BRACKETS = 10_000
+_JSON_STRING = re.compile(rb'"[^"]*"')
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
+_DEPTH_STEP = [0] * 256
+for _open, _close in (b"[]", b"{}"):
+    _DEPTH_STEP[_open], _DEPTH_STEP[_close] = 1, -1
 
 
-def _json_deeper_than(data: bytes, limit: int) -> bool:
-    """Whether the brackets of ``data`` (strings removed) nest deeper than ``limit``: each pass removes the
-    innermost pairs, so whatever is left after ``limit`` passes is deeper."""
-    brackets = _NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", data))
-    for _ in range(limit):
-        reduced = _EMPTY_PAIR.sub(b"", brackets)
-        if not reduced:
-            return False
-        brackets = reduced
-    return bool(brackets)
+def _json_depth(data: bytes) -> int:
+    """The deepest bracket nesting of ``data``, strings excluded, in C-speed passes (4 MB in ~15 ms).
+
+    Escaped backslashes and quotes are dropped first, so every remaining quote opens or closes a string; all
+    but quotes and brackets are deleted; strings then read ``""`` unless they hold brackets (rare: those are
+    removed by a regex). Up to the first syntax error this tokenizes exactly as the decoder does, so a deep
+    prefix cannot hide behind a later error.
+    """
+    if b"\\" in data:
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    structure = data.translate(None, _NOT_STRUCTURE)
+    if b'"' in structure:
+        without = structure.replace(b'""', b"")
+        # Only if no quote is left were all strings empty of brackets (a greedy pairing cannot cross one that is
+        # not): otherwise remove the strings properly.
+        structure = without if b'"' not in without else _JSON_STRING.sub(b"", structure)
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, structure)), default=0)
 
 
 def load_json(data: bytes) -> Any:
     """Parse strictly: duplicate keys, NaN/Infinity and invalid UTF-8 are errors; decimals keep their digits.
     Nesting deeper than the max_depth limit is refused before the decoder runs."""
-    if data.count(b"[") + data.count(b"{") > _DEPTH_PRECHECK_BRACKETS and _json_deeper_than(data, LIMITS.max_depth):
+    if data.count(b"[") + data.count(b"{") > _DEPTH_PRECHECK_BRACKETS and _json_depth(data) > LIMITS.max_depth:
         raise IngestError(
             INGEST_LIMIT_EXCEEDED,
             f"JSON nested deeper than {LIMITS.max_depth} levels (limit max_depth)",

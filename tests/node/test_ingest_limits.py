@@ -4,13 +4,14 @@ Bundle's payload, the narrative rules' accepted side, and the last-line guarante
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
 
 import node.ingest
 from node.ingest import IngestError, parse
-from node.ingest.fhir import canonical_json
+from node.ingest.fhir import _json_depth, canonical_json
 from node.ingest.limits import LIMITS
 from node.ingest.narrative import narrative_problem
 from tests.ingest_corpus.generate import (
@@ -103,3 +104,28 @@ def test_the_deflate_bomb_is_refused_without_inflating_it() -> None:
     assert error.code == "ingest_decompression_bomb"
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert grown_kib < 64 * 1024  # stopped after a few MiB of its 1 GiB
+
+
+def _parsed_depth(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_parsed_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_parsed_depth, value), default=0)
+    return 0
+
+
+def _random_json(rng: random.Random, depth: int = 0) -> object:
+    # Strings full of brackets, quotes and backslashes: what could desynchronise a scan that skips strings.
+    roll = rng.random()
+    if depth > 8 or roll < 0.3:
+        return "".join(rng.choice('[]{}"\\a') for _ in range(rng.randint(0, 6)))
+    if roll < 0.65:
+        return [_random_json(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+    return {"".join(rng.choice('[]{}"\\k') for _ in range(3)): _random_json(rng, depth + 1) for _ in range(3)}
+
+
+def test_json_depth_before_decoding_matches_the_decoded_depth() -> None:
+    rng = random.Random(13)
+    for _ in range(3000):
+        data = json.dumps(_random_json(rng)).encode()
+        assert _json_depth(data) == _parsed_depth(json.loads(data)), data
