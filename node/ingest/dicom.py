@@ -4,7 +4,11 @@ Only the header is parsed (``stop_before_pixels``, large values deferred), over 
 become the payload, so a large study is read from disk once and never copied into a second buffer. pydicom
 silently returns a partial data set for a truncated file, so completeness is checked explicitly: every element
 value (header and the pixel data / trailing elements after it) must lie within the data, the data must end on an
-element boundary, and image storage SOP classes must carry pixel data.
+element boundary, and image storage SOP classes must carry pixel data. Beyond completeness every element is
+walked once (:func:`_check_stream`): tags ascend and none repeats, VRs are DICOM VRs, UIDs follow the UI grammar,
+DA/TM/DT values are real dates and times, sequences stay within the nesting and item limits; the transfer syntax
+must be known, a deflated data set is inflated within the size and ratio limits before pydicom sees it, and Pixel
+Data must match the matrix the header declares (:func:`_check_pixels`).
 """
 
 from __future__ import annotations

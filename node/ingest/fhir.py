@@ -7,11 +7,15 @@ Validation has two levels, chosen per call with ``validate``:
     every key must be a known element, every value must have the element's JSON type (a string where a number
     is required is rejected, which pydantic would silently coerce), arrays must be arrays, required elements
     and one-of-many ``[x]`` choices must be satisfied, dates must match the FHIR date/dateTime/instant/time
-    grammars, and references used for the patient must resolve. This costs a few µs per KiB and is what the
-    node's ingest pipeline uses for throughput.
+    grammars and name real calendar days, integers must be in range, ids and codes must follow their grammars,
+    the codes of the mapped elements must be in their required value sets (:mod:`node.ingest.valuesets`),
+    base64Binary must be Base64, narrative must pass txt-1/txt-2 (:mod:`node.ingest.narrative`), Bundles must
+    keep the bdl rules, inputs must stay within :mod:`node.ingest.limits` and hold no control characters, and
+    references used for the patient must resolve. This costs a few µs per KiB and is the node's default: it
+    enforces everything that matters to safety and correctness.
 ``"full"``
     The fast checks, then complete fhir.resources (pydantic) model validation. Roughly 10-20x slower; it adds
-    the models' remaining rules (value ranges, id/code/uri patterns, enum checks for the few bound elements).
+    the models' remaining rules (uri patterns, ...) and never accepts what "fast" rejects.
 
 Version rule (documented because R4B and R5 disagree on some elements, e.g. ``Encounter.class``): an explicit
 ``fhir_version`` argument wins; else a ``meta.profile`` canonical carrying a version (``|4.3.0``, ``|5.0.0``) or
@@ -20,9 +24,11 @@ R5 and, if that fails, against R4B. If both fail, the error of the version that 
 
 Bundles (``transaction``, ``collection``, ``document``) are all-or-nothing: every entry is validated and mapped
 before any record is returned, and an entry of an unsupported resource type fails the whole bundle, so a caller
-never stores part of a bundle. A single resource's payload is its original bytes; a bundle entry's payload is the
-canonical JSON of that entry's resource (sorted keys, no insignificant whitespace, decimals written exactly as
-received), because the original bundle bytes cannot be split per entry without re-serialising anyway.
+never stores part of a bundle. A document's supporting resources (:data:`DOCUMENT_SUPPORTING`: its authors,
+attesters, custodian) are not records: the Composition's record carries the whole document as its payload.
+A single resource's payload is its original bytes; a bundle entry's payload is the canonical JSON of that entry's
+resource (sorted keys, no insignificant whitespace, decimals written exactly as received), because the original
+bundle bytes cannot be split per entry without re-serialising anyway.
 
 What is specific to each supported resource type (its record class and the category rules refining it, the
 element referring to the patient, where its type code and clinical time come from) is one :class:`ResourceKind`

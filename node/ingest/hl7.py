@@ -5,8 +5,11 @@ Supported: ADT^A01/A04/A08 (demographics), ORU^R01 (lab results), MDM^T02 (clini
 Structure is validated here, not by hl7apy: hl7apy silently regroups out-of-order segments and drops Z-segments,
 so a message it accepts may not be what the sender meant. We split segments ourselves, check delimiters and the
 segment order against the abstract message structure (v2.5.1, Z-segments allowed anywhere after MSH), and use
-hl7apy only to read fields of individual segments. The payload is the original bytes exactly as received,
-including any MLLP framing or BOM: the ledger commits to what the sender produced.
+hl7apy only to read fields of individual segments. Fields are checked against the v2 data types hl7apy defines
+for the message's version: no more components than the type has, DTM/DT/TS values that are real dates and times,
+OBX-5 against OBX-2 (NM and SN numbers, ED Base64/Hex, DT/DTM), no control characters, and the limits of
+:mod:`node.ingest.limits`. The payload is the original bytes exactly as received, including any MLLP framing or
+BOM: the ledger commits to what the sender produced.
 """
 
 from __future__ import annotations
