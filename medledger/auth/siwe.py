@@ -231,7 +231,13 @@ class SiweMessage:
         if not isinstance(text, str):
             raise _malformed("message must be text")
         # Character count first: it bounds the cost of encoding before the exact byte check.
-        if len(text) > MAX_MESSAGE_BYTES or len(text.encode()) > MAX_MESSAGE_BYTES:
+        if len(text) > MAX_MESSAGE_BYTES:
+            raise _malformed(f"message exceeds {MAX_MESSAGE_BYTES} bytes")
+        try:
+            size = len(text.encode())
+        except UnicodeEncodeError:  # a lone surrogate (JSON "\udc80" decodes to one): no wallet signs that
+            raise _malformed("message is not valid Unicode text") from None
+        if size > MAX_MESSAGE_BYTES:
             raise _malformed(f"message exceeds {MAX_MESSAGE_BYTES} bytes")
         lines = text.split("\n")
         if len(lines) < 9:

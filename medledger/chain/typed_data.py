@@ -122,6 +122,19 @@ def sign_typed_data(account: LocalAccount, typed: dict[str, Any]) -> bytes:
     return bytes(account.sign_message(encode_typed_data(full_message=typed)).signature)
 
 
+#: secp256k1's group order and its half: the contracts' ECDSA (OpenZeppelin) refuses s above the half (EIP-2).
+_SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+_HALF_N = _SECP256K1_N // 2
+
+
 def recover_signer(typed: dict[str, Any], signature: bytes) -> str:
-    """The address that signed ``typed`` (checksummed)."""
-    return str(Account.recover_message(encode_typed_data(full_message=typed), signature=signature))
+    """The address that signed ``typed`` (checksummed). ``ValueError`` for a signature the contracts would refuse:
+    not 65 bytes, v not 27/28, or r, s out of range or s in the upper half (the malleable twin of a valid
+    signature, which eth_account alone would accept: a relay would then pay for a transaction that reverts)."""
+    sig = bytes(signature)
+    if len(sig) != 65 or sig[64] not in (27, 28):
+        raise ValueError("a signature is 65 bytes r || s || v with v = 27 or 28")
+    r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big")
+    if not (0 < r < _SECP256K1_N and 0 < s <= _HALF_N):
+        raise ValueError("non-canonical signature (r or s out of range, or s in the upper half)")
+    return str(Account.recover_message(encode_typed_data(full_message=typed), signature=sig))

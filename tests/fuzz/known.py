@@ -6,20 +6,12 @@ else the fuzzers find fails the suite.
 
 from __future__ import annotations
 
-KNOWN: dict[str, str] = {
-    "UnicodeEncodeError@siwe.py:parse": (
-        "medledger/auth/siwe.py: SiweMessage.parse encodes the text to measure it; a message with a lone "
-        "surrogate (JSON '\\udc80', which the API's json.loads passes through) raises UnicodeEncodeError "
-        "instead of siwe_malformed"
-    ),
-    "malleable@eip712": (
-        "node/relay.py: _check_signer recovers with eth_account, which accepts the high-s twin of a valid "
-        "signature; the contract's ECDSA rejects it, so the relay submits a transaction that reverts "
-        "(should be invalid_signature before any gas is spent, as medledger/auth/_eth.py does for SIWE/httpsig)"
-    ),
-}
+KNOWN: dict[str, str] = {}
 
-#: Reproducer files under crashes/ and the signature each one must produce while it is not fixed.
+#: Reproducer files under crashes/ and the signature each one produced before its fix (kept as regression tests:
+#: each must now give the documented error). Fixed: a SIWE message with a lone surrogate (siwe_malformed, not
+#: UnicodeEncodeError); the relay accepting the high-s twin of a valid EIP-712 signature (invalid_signature
+#: before any gas is spent, medledger.chain.typed_data.recover_signer).
 REPRODUCERS: dict[str, str] = {
     "siwe-1.bin": "UnicodeEncodeError@siwe.py:parse",
     "eip712-1.bin": "malleable@eip712",
