@@ -19,7 +19,10 @@ import base64
 import hashlib
 import json
 import os
+import signal
+import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -93,14 +96,43 @@ class Stats:
 STATS = Stats({}, {})
 
 
+class _Hang(BaseException):
+    """Raised into a target that used ``HANG_CPU_SECONDS`` of CPU: a BaseException, so the parsers' own
+    ``except Exception`` handlers cannot swallow it."""
+
+
+#: CPU time after which an input is interrupted as a hang (a loop that never ends would otherwise stop the
+#: fuzzer; libFuzzer's -timeout, which kills the process, stays as the backstop for C code that never yields).
+HANG_CPU_SECONDS = 2 * MAX_SECONDS
+
+
+def _on_hang(signum: int, frame: object) -> None:
+    raise _Hang
+
+
 def _timed(run: Callable[[], Any], what: str) -> Any:
+    # SIGPROF (process CPU time, user and system), not SIGALRM: libFuzzer uses SIGALRM for its own -timeout.
+    armed = threading.current_thread() is threading.main_thread()
+    if armed:
+        previous = signal.signal(signal.SIGPROF, _on_hang)
+        signal.setitimer(signal.ITIMER_PROF, HANG_CPU_SECONDS)
     t0 = time.perf_counter()
     try:
         return run()
+    except _Hang as exc:
+        frames = traceback.extract_tb(exc.__traceback__)
+        inner = frames[-2] if len(frames) > 1 else None  # [-1] is _on_hang
+        where = f"{Path(inner.filename).name}:{inner.name}" if inner else what
+        summary = "".join(traceback.format_tb(exc.__traceback__, limit=-6))
+        raise Finding("hang", f"{what} used {HANG_CPU_SECONDS} s of CPU, interrupted in {where}", f"hang@{where}",
+                      summary) from None  # fmt: skip
     finally:
+        if armed:
+            signal.setitimer(signal.ITIMER_PROF, 0)
+            signal.signal(signal.SIGPROF, previous)
         elapsed = time.perf_counter() - t0
-        if elapsed > MAX_SECONDS:
-            raise Finding("hang", f"{what} took {elapsed:.1f} s (limit {MAX_SECONDS} s)", f"hang@{what}")
+        if elapsed > MAX_SECONDS and sys.exc_info()[0] is None:
+            raise Finding("hang", f"{what} took {elapsed:.1f} s (limit {MAX_SECONDS} s)", f"slow@{what}")
 
 
 # ------------------------------------------------------------------------------------------------ ingest

@@ -20,7 +20,7 @@ pytest.importorskip("atheris")
 from tests.fuzz.known import KNOWN
 from tests.fuzz.targets import REPO, TARGETS
 
-SECONDS = 2.5
+SECONDS = 2.0
 #: Two at a time: the fuzzers are CPU-bound and start-up (imports, instrumentation) dominates a short run.
 PARALLEL = 2
 
