@@ -152,3 +152,15 @@ define("outbox_conflict", 500, "a second chain-outbox worker runs on this node's
 define("chain_write_invalid", 422, "an enqueued chain write is malformed (kind, key, address, call data or gas)")
 define("chain_write_conflict", 409, "a different chain write was enqueued under the same kind and key")
 define("chain_write_kind_taken", 500, "a chain write kind is registered twice")
+
+# node.api.errors, node.storage.local: the node's own infrastructure failing, never the request's fault.
+define(
+    "database_unavailable",
+    503,
+    "the node's database cannot be reached (restarting, failing over); nothing was done: retry shortly",
+)
+define(
+    "insufficient_storage",
+    507,
+    "the blob store's file system is full; nothing was stored for this request: retry once space is freed",
+)

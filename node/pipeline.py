@@ -14,6 +14,10 @@ A record that fails (bad input, the store refusing it, a constraint violation) i
 an error code and leaves nothing behind in the database; the other records of the batch still go through.
 Ciphertexts stored for records whose database insert then failed stay in the content-addressed store as
 unreferenced blobs: harmless (encrypted, keys never persisted) and reused if the record is ingested again.
+A full blob store is different: the whole ingest is refused (``StorageFull``, 507) and the blobs of the batch
+already written are deleted, so a disk that filled mid-batch leaves neither a partial record nor an orphan blob
+taking the space the retry needs. Deleting them is safe: every ciphertext here is new (fresh record key), so no
+other record references it.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from eth_utils import is_address, to_checksum_address
 from sqlalchemy import select
@@ -36,6 +40,7 @@ from node.db import records_by_status
 from node.db.fast_insert import fast_insert
 from node.db.models import AnchorOutbox, Record, RecordState, utcnow
 from node.directory import PatientDirectory, PatientKeys
+from node.storage.local import StorageFull, is_storage_full
 
 if TYPE_CHECKING:
     from node.keystore import KeyEncryptionKey
@@ -174,7 +179,10 @@ class IngestPipeline:
         try:
             # The commitments are the ciphertexts' SHA-256: passing them lets the store skip hashing large blobs again.
             cids = self._store.put_many([p.ciphertext for p in prepared], digests=[p.commitment for p in prepared])
-        except Exception:  # any store failure: fall back to one put per record to isolate it
+        except Exception as exc:  # full: refuse the ingest; else fall back to one put per record to isolate it
+            if is_storage_full(exc):
+                self._discard(prepared)
+                _raise_storage_full(exc)
             return self._put_each(prepared, results)
         for p, cid in zip(prepared, cids, strict=True):
             p.cid = cid
@@ -186,11 +194,23 @@ class IngestPipeline:
             try:
                 p.cid = self._store.put(p.ciphertext)
             except Exception as exc:  # reported per record; the store's own type varies by backend
+                if is_storage_full(exc):
+                    self._discard(prepared)
+                    _raise_storage_full(exc)
                 code = exc.code if isinstance(exc, MedLedgerError) else "store_failed"
                 results[p.index] = self._result(p.record, p.rid, FAILED, error=code, message=str(exc)[:200])
                 continue
             ok.append(p)
         return ok
+
+    def _discard(self, prepared: list[_Prepared]) -> None:
+        """Delete what a failed put may have stored for ``prepared`` (best effort: a blob left behind is
+        unreferenced ciphertext, never a record)."""
+        for p in prepared:
+            try:
+                self._store.delete(p.cid or self._store.cid_for(p.ciphertext))
+            except Exception:  # the ingest is refused with the original error either way
+                continue
 
     def _commit(self, prepared: list[_Prepared], results: list[IngestResult | None]) -> None:
         try:
@@ -351,6 +371,13 @@ class IngestPipeline:
                 "tx_hash": r.tx_hash,
                 "block_number": r.block_number,
             }
+
+
+def _raise_storage_full(exc: BaseException) -> NoReturn:
+    # Other stores (Kubo) raise their own errors for a full disk; the caller sees one code for all.
+    if isinstance(exc, StorageFull):
+        raise exc
+    raise StorageFull("the blob store's file system is full") from exc
 
 
 def _invalid(rec: CanonicalRecord) -> str | None:

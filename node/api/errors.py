@@ -9,17 +9,23 @@ leak into a response.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from medledger.errors import MedLedgerError, lookup
 from node.api.responses import document_error_codes
 
 log = logging.getLogger("medledger.node.api")
+
+#: SQLITE_BUSY and SQLITE_LOCKED: another writer held the database longer than the busy timeout.
+_SQLITE_TRANSIENT = frozenset({5, 6})
 
 
 class ApiError(MedLedgerError):
@@ -79,7 +85,35 @@ def install(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
 
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(DisconnectionError)
+    @app.exception_handler(PoolTimeout)
+    async def _database(_: Request, exc: Exception) -> JSONResponse:
+        if not database_unreachable(exc):
+            log.exception("unhandled database error")
+            return JSONResponse(error_body("internal_error", "internal error"), status_code=500)
+        # A restart or failover of the database: transient, and the pool reconnects (pre-ping) on the next request.
+        log.warning("database unavailable: %s", type(exc).__name__)
+        body = error_body("database_unavailable", "the node's database is unavailable; retry shortly")
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")  # the traceback goes to the operator's log, not to the caller
         return JSONResponse(error_body("internal_error", "internal error"), status_code=500)
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database could not be reached (down, restarting, connection dropped, lock wait
+    ran out), not that a statement was wrong: both are OperationalError in the DB-API, so the driver decides."""
+    if isinstance(exc, (DisconnectionError, PoolTimeout)):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    if isinstance(orig, sqlite3.Error):
+        # SQLite's OperationalError also names a missing table or a syntax error: only busy and locked pass.
+        return (getattr(orig, "sqlite_errorcode", 0) & 0xFF) in _SQLITE_TRANSIENT
+    return isinstance(exc, (OperationalError, InterfaceError))

@@ -40,12 +40,19 @@ Pinning: the local store never garbage-collects, so every blob is effectively pi
 that the blob exists. Files and the pack are created 0600 (SQLite gives its -wal/-shm files the database's
 mode) and directories 0700: blobs are ciphertext, but nobody else needs them. Temp files orphaned by a crash
 are named ``.tmp-*`` inside the shard directories and are safe to delete.
+
+A full file system (ENOSPC, EDQUOT, SQLite's SQLITE_FULL) is ``StorageFull`` (``insufficient_storage``, 507),
+not a bare OSError: the caller is told to retry later rather than that the node is broken. A ``put_many`` that
+fails that way has placed none of its packed blobs; its large files, written before the pack, may be in place,
+and the caller deletes them (the pipeline does): an unlink frees space on a full disk, while deleting pack rows
+would need room in the WAL.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import hashlib
 import itertools
 import os
@@ -58,6 +65,7 @@ from pathlib import Path
 from medledger.blobs import PACK_NAME  # the on-disk layout is shared with medledger.blobs' read-only reader
 from medledger.cid import cid_from_digest, parse_cid
 from medledger.db import enable_wal
+from medledger.errors import MedLedgerError
 from node.storage.base import BlobCorrupted, BlobNotFound, BlobStore
 
 _TMP_PREFIX = ".tmp-"
@@ -80,6 +88,37 @@ def _load_syncfs() -> Callable[[int], int] | None:
 
 
 _SYNCFS = _load_syncfs()
+
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: SQLite's primary result code for a full disk; the low byte of any extended code built on it.
+_SQLITE_FULL = getattr(sqlite3, "SQLITE_FULL", 13)
+
+
+class StorageFull(MedLedgerError):
+    """The blob store's file system has no room left; nothing of the failed write is stored under its CID (507)."""
+
+    code = "insufficient_storage"
+
+
+def is_storage_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or the quota) is full rather than that something is broken."""
+    if isinstance(exc, StorageFull):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno in _FULL_ERRNOS
+    if isinstance(exc, sqlite3.Error):
+        return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == _SQLITE_FULL
+    return False
+
+
+@contextlib.contextmanager
+def _full_is_storage_full() -> Iterator[None]:
+    try:
+        yield
+    except (OSError, sqlite3.Error) as exc:
+        if is_storage_full(exc):
+            raise StorageFull("the blob store's file system is full") from exc
+        raise
 
 
 @contextlib.contextmanager
@@ -245,6 +284,10 @@ class LocalBlobStore(BlobStore):
         return cid_from_digest(hashlib.sha256(data).digest())
 
     def put(self, data: bytes) -> str:
+        with _full_is_storage_full():
+            return self._put(data)
+
+    def _put(self, data: bytes) -> str:
         digest = hashlib.sha256(data).digest()
         cid = cid_from_digest(digest)
         if self._is_small(data):
@@ -283,10 +326,13 @@ class LocalBlobStore(BlobStore):
                 packed[cid] = data
             elif cid not in large:
                 large[cid] = (self._dir_for_digest(digest), data)
-        if packed:
-            self._pack_insert(list(packed.items()))
-        if large:
-            self._put_files(large)
+        with _full_is_storage_full():
+            # Files first: if the disk fills, what is left to undo is files (an unlink needs no space), never pack
+            # rows, whose DELETE needs room in the WAL.
+            if large:
+                self._put_files(large)
+            if packed:
+                self._pack_insert(list(packed.items()))
         return cids
 
     def _put_files(self, large: dict[str, tuple[str, bytes]]) -> None:
