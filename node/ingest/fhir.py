@@ -247,7 +247,11 @@ def _json_depth(data: bytes) -> int:
 def load_json(data: bytes) -> Any:
     """Parse strictly: duplicate keys, NaN/Infinity and invalid UTF-8 are errors; decimals keep their digits.
     Nesting deeper than the max_depth limit is refused before the decoder runs."""
-    if data.count(b"[") + data.count(b"{") > _DEPTH_PRECHECK_BRACKETS and _json_depth(data) > LIMITS.max_depth:
+    if (
+        len(data) > _DEPTH_PRECHECK_BRACKETS  # fewer bytes cannot hold that many brackets: skip even the counts
+        and data.count(b"[") + data.count(b"{") > _DEPTH_PRECHECK_BRACKETS
+        and _json_depth(data) > LIMITS.max_depth
+    ):
         raise IngestError(
             INGEST_LIMIT_EXCEEDED,
             f"JSON nested deeper than {LIMITS.max_depth} levels (limit max_depth)",
@@ -588,7 +592,12 @@ class _Checker:
     def check_value(self, value: Any, field: _Field) -> None:
         kind = field.kind
         vtype = type(value)
-        if kind == _K_OBJECT:
+        if kind == _K_STRING:  # the most frequent kind first: plain strings need only these two checks
+            if vtype is not str:
+                raise _Fail(FHIR_WRONG_TYPE, f"expected a string, got {_json_type(value)}")
+            if not value.strip():
+                raise _Fail(FHIR_INVALID, "empty string (FHIR forbids empty or blank values)")
+        elif kind == _K_OBJECT:
             if vtype is not dict:
                 raise _Fail(FHIR_WRONG_TYPE, f"expected an object, got {_json_type(value)}")
             self.check_object(value, field.model)  # type: ignore[arg-type]
@@ -598,8 +607,6 @@ class _Checker:
             stripped = value.strip()
             if not stripped:
                 raise _Fail(FHIR_INVALID, "empty string (FHIR forbids empty or blank values)")
-            if kind == _K_STRING:
-                return
             if kind == _K_CODE:
                 # The code grammar \S+( \S+)* without a regex: str.strip returns the very object when there is
                 # nothing to strip, and isprintable is False for every whitespace but the ASCII space.
@@ -690,7 +697,7 @@ def _needs_limits(data: bytes, limits: Limits = LIMITS) -> bool:
     return (
         len(data) > min(limits.max_string_length, 2 * limits.max_array_length)
         or data.count(b"{") > limits.max_depth
-        or _CONTROL_ESCAPE.search(data) is not None
+        or (b"\\u00" in data and _CONTROL_ESCAPE.search(data) is not None)
     )
 
 
