@@ -38,6 +38,7 @@ FILTERS: dict[str, tuple[int, int]] = {
     "address": (1024, 10),
     "postcode": (256, 10),
 }
+_FILTER_KEY = {"family": "name", "given": "name"}
 CLK_BITS = 1024
 #: Blocking passes, each a function of the fields giving a key string ("" = the record has no key in that pass).
 #: A pair becomes a candidate if it agrees on any pass; each pass tolerates errors the others do not.
@@ -155,6 +156,8 @@ class Encoded:
     filters: dict[str, npt.NDArray[np.uint64]] = field(default_factory=dict)
     text: dict[str, list[str]] = field(default_factory=dict)
     han: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, bool))
+    #: (n x 2) tags of the family and given name keys, for term-frequency adjustment.
+    names: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros((0, 2), np.int64))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -227,15 +230,26 @@ def encode(records: Sequence[Fields], mode: Mode, key: LinkageKey | None = None)
         [_tags(tag_key, "id:" + name, [_strong_values(r)[i] for r in records]) for i, name in enumerate(STRONG)], 1
     )
     sex = _tags(tag_key, "sex", [r.sex for r in records])
+    # Tags of the exact name keys: how common a name is (term frequency) without the name.
+    names = np.stack(
+        [
+            _tags(tag_key, "tf:name", [r.family.key for r in records]),
+            _tags(tag_key, "tf:name", [r.given.key for r in records]),
+        ],
+        1,
+    ).reshape(len(records), 2)
     han = np.fromiter((r.family.han or r.given.han for r in records), np.bool_, len(records))
     if mode == "pprl":
         assert key is not None
         tokens = [field_tokens(r) for r in records]
+        # Family and given names share one hash key, so a swapped order can be recognized across the fields.
         filters = {
-            name: bloom_filters(key, "bf:" + name, [t[name] for t in tokens], bits, k)
+            name: bloom_filters(key, "bf:" + _FILTER_KEY.get(name, name), [t[name] for t in tokens], bits, k)
             for name, (bits, k) in FILTERS.items()
         }
-        return Encoded(mode, ids, blocks, strong.reshape(len(records), len(STRONG)), sex, filters=filters, han=han)
+        return Encoded(
+            mode, ids, blocks, strong.reshape(len(records), len(STRONG)), sex, filters=filters, han=han, names=names
+        )
     text = {
         "family_key": [r.family.key for r in records],
         "family_chars": [r.family.chars for r in records],
@@ -245,4 +259,4 @@ def encode(records: Sequence[Fields], mode: Mode, key: LinkageKey | None = None)
         "address": [" ".join(r.address) for r in records],
         "postcode": [r.postcode for r in records],
     }
-    return Encoded(mode, ids, blocks, strong.reshape(len(records), len(STRONG)), sex, text=text, han=han)
+    return Encoded(mode, ids, blocks, strong.reshape(len(records), len(STRONG)), sex, text=text, han=han, names=names)

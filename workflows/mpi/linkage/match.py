@@ -41,15 +41,15 @@ CUTS: dict[str, dict[str, tuple[float, ...]]] = {
         "postcode": (0.999, 0.74),
     },
     "pprl": {
-        "family": (0.999, 0.80, 0.60),
-        "given": (0.999, 0.80, 0.60),
-        "birth_date": (0.999, 0.85, 0.65),
-        "address": (0.999, 0.80, 0.50),
+        "family": (0.999, 0.75, 0.60, 0.45),
+        "given": (0.999, 0.75, 0.60, 0.45),
+        "birth_date": (0.999, 0.85, 0.70),
+        "address": (0.999, 0.80, 0.60, 0.40),
         "postcode": (0.999, 0.70),
     },
 }
 #: Match / possible-match probability cut points (tuned on the benchmark sets, see docs/mpi.md).
-MATCH_THRESHOLD = 0.9
+MATCH_THRESHOLD = 0.99
 POSSIBLE_THRESHOLD = 0.5
 Progress = Callable[[str], None]
 
@@ -222,62 +222,180 @@ def compare(left: Encoded, right: Encoded, li: IntArray, ri: IntArray) -> npt.ND
 # --- Fellegi-Sunter -------------------------------------------------------------------------------------------
 
 _FLOOR = 1e-6
+# m never goes below this: a level no match reached in training (sex disagreeing) is rare among matches, not
+# impossible, and one such field must not veto a pair that agrees on everything else.
+_M_FLOOR = 1e-3
+#: Fields whose evidence together is capped (natural log of the likelihood ratio): a household shares its address
+#: and postcode, so agreeing on them is not independent evidence, and must not outweigh a disagreeing birth date
+#: and given name (two siblings at one address are not one person).
+CAPPED: tuple[tuple[tuple[str, ...], float], ...] = ((("family", "address", "postcode"), 6.0),)
+
+
+def _llr(levels: npt.NDArray[np.int8], m: list[FloatArray], u: list[FloatArray]) -> FloatArray:
+    """Per row, the log likelihood ratio log P(levels | match) / P(levels | non-match), missing values neutral,
+    :data:`CAPPED` groups capped."""
+    total = np.zeros(len(levels))
+    group = {COMPARED.index(n): g for g, (names, _) in enumerate(CAPPED) for n in names}
+    grouped = np.zeros((len(CAPPED), len(levels)))
+    for f in range(len(COMPARED)):
+        weights = np.log(m[f]) - np.log(u[f])
+        col = levels[:, f].astype(np.int64)
+        w = np.where(col >= 0, weights[np.maximum(col, 0)], 0.0)
+        if f in group:
+            grouped[group[f]] += w
+        else:
+            total += w
+    for g, (_, cap) in enumerate(CAPPED):
+        total += np.minimum(grouped[g], cap)
+    return total
 
 
 def _n_levels(name: str, mode: str) -> int:
     return len(CUTS[mode][name]) + 1 if name in CUTS[mode] else 2
 
 
-def fit(levels: npt.NDArray[np.int8], mode: str, *, max_iter: int = 200, tol: float = 1e-7) -> Model:
-    """m, u and the prior by EM over the distinct level patterns of ``levels``."""
-    if len(levels) == 0:
-        raise ValueError("no candidate pairs to estimate the model from")
+def _em(
+    levels: npt.NDArray[np.int8],
+    sizes: list[int],
+    m: list[FloatArray],
+    u: list[FloatArray],
+    prior: float,
+    update_m: frozenset[int],
+    *,
+    max_iter: int = 200,
+    tol: float = 1e-7,
+) -> tuple[list[FloatArray], float, int]:
+    """EM over the distinct level patterns: m of the fields in ``update_m`` and the prior are re-estimated, u
+    stays as given (it comes from random pairs, which are non-matches but for a negligible few)."""
     patterns, counts = np.unique(levels, axis=0, return_counts=True)
     weights = counts.astype(np.float64)
-    sizes = [_n_levels(name, mode) for name in COMPARED]
-    # One-hot masks per field and level over the patterns, built once.
-    masks = [[patterns[:, f] == lv for lv in range(sizes[f])] for f in range(len(COMPARED))]
-    m = [np.array([0.02] * (n - 1) + [0.9]) for n in sizes]
-    m = [x / x.sum() for x in m]
-    # u starts at the levels' frequencies over all candidates (nearly all of which are non-matches).
-    u = []
-    for f, n in enumerate(sizes):
-        seen = np.array([weights[masks[f][lv]].sum() for lv in range(n)]) + 1.0
-        u.append(seen / seen.sum())
-    prior = 0.1
+    masks = [[patterns[:, f] == lv for lv in range(sizes[f])] for f in range(len(sizes))]
+    m = [x.copy() for x in m]
     iteration = 0
     for iteration in range(1, max_iter + 1):  # noqa: B007 - the count is reported
-        log_m = np.zeros(len(patterns))
-        log_u = np.zeros(len(patterns))
-        for f in range(len(COMPARED)):
-            for lv in range(sizes[f]):
-                log_m[masks[f][lv]] += np.log(m[f][lv])
-                log_u[masks[f][lv]] += np.log(u[f][lv])
-        odds = np.exp(np.clip(np.log(prior) - np.log1p(-prior) + log_m - log_u, -700, 700))
-        post = odds / (1.0 + odds)
-        pm, pu = post * weights, (1.0 - post) * weights
+        llr = _llr(patterns, m, u)
+        odds = np.exp(np.clip(np.log(prior) - np.log1p(-prior) + llr, -700, 700))
+        pm = odds / (1.0 + odds) * weights
         new_prior = float(np.clip(pm.sum() / weights.sum(), _FLOOR, 1 - _FLOOR))
         change = abs(new_prior - prior)
         prior = new_prior
-        for f in range(len(COMPARED)):
+        for f in update_m:
             mm = np.array([pm[masks[f][lv]].sum() for lv in range(sizes[f])])
-            uu = np.array([pu[masks[f][lv]].sum() for lv in range(sizes[f])])
-            mm = np.maximum(mm / max(mm.sum(), _FLOOR), _FLOOR)
-            uu = np.maximum(uu / max(uu.sum(), _FLOOR), _FLOOR)
-            change = max(change, float(np.abs(mm / mm.sum() - m[f]).max()), float(np.abs(uu / uu.sum() - u[f]).max()))
-            m[f], u[f] = mm / mm.sum(), uu / uu.sum()
+            if mm.sum() <= 0:
+                continue
+            mm = np.maximum(mm / mm.sum(), _M_FLOOR)
+            mm /= mm.sum()
+            change = max(change, float(np.abs(mm - m[f]).max()))
+            m[f] = mm
         if change < tol:
             break
-    return Model(dict(zip(COMPARED, m, strict=True)), dict(zip(COMPARED, u, strict=True)), prior, iteration)
+    return m, prior, iteration
 
 
-def score(levels: npt.NDArray[np.int8], model: Model) -> FloatArray:
-    """P(match | levels) under ``model`` (a missing value contributes nothing)."""
-    log_odds = np.full(len(levels), np.log(model.prior) - np.log1p(-model.prior))
-    for f, name in enumerate(COMPARED):
-        weights = np.log(model.m[name]) - np.log(model.u[name])
-        col = levels[:, f].astype(np.int64)
-        log_odds += np.where(col >= 0, weights[np.maximum(col, 0)], 0.0)
+def _random_pairs(n_left: int, n_right: int, dedupe: bool, size: int, seed: int) -> tuple[IntArray, IntArray]:
+    rng = np.random.default_rng(seed)
+    li = rng.integers(0, n_left, size, dtype=np.int64)
+    ri = rng.integers(0, n_right, size, dtype=np.int64)
+    if dedupe:
+        keep = li != ri
+        li, ri = li[keep], ri[keep]
+    return li, ri
+
+
+def _frequencies(levels: npt.NDArray[np.int8], sizes: list[int]) -> list[FloatArray]:
+    out = []
+    for f, n in enumerate(sizes):
+        seen = np.bincount(levels[:, f][levels[:, f] >= 0].astype(np.int64), minlength=n)[:n].astype(np.float64)
+        seen += 1.0  # add-one: a level no random pair reached is rare, not impossible
+        out.append(seen / seen.sum())
+    return out
+
+
+#: Training sessions (as Splink trains): EM on the candidates that agree exactly on some fields estimates m of the
+#: other fields. Among pairs that share a birth date, households (which share address and family name, not birth
+#: dates) no longer look like the matches; the birth date's m then comes from pairs with the same family and given
+#: name, with the first session's m fixed. Selecting pairs on some fields does not bias the others' m as long as
+#: errors in different fields are independent, which Fellegi-Sunter assumes anyway.
+TRAINING = (("birth_date",), ("family", "given"))
+
+
+def fit(
+    left: Encoded,
+    right: Encoded,
+    li: IntArray,
+    ri: IntArray,
+    levels: npt.NDArray[np.int8],
+    *,
+    dedupe: bool = False,
+    random_pairs: int = 200_000,
+    seed: int = 0,
+) -> Model:
+    """Estimate the model: u from random pairs; m by EM in the :data:`TRAINING` sessions, each field's m taken
+    from a session that did not block on it; then the prior by EM over all candidates."""
+    if len(levels) == 0:
+        raise ValueError("no candidate pairs to estimate the model from")
+    mode = left.mode
+    sizes = [_n_levels(name, mode) for name in COMPARED]
+    rl, rr = _random_pairs(len(left), len(right), dedupe, random_pairs, seed)
+    u = _frequencies(compare(left, right, rl, rr), sizes) if len(rl) else _frequencies(levels, sizes)
+    m = [np.array([0.05] * (n - 1) + [0.9]) for n in sizes]
+    m = [x / x.sum() for x in m]
+    taken: set[int] = set()
+    iterations = 0
+    for blocked in TRAINING:
+        rows = np.ones(len(levels), np.bool_)
+        for name in blocked:
+            f = COMPARED.index(name)
+            rows &= levels[:, f] == sizes[f] - 1
+        if rows.sum() < 50:
+            continue
+        # Only fields no earlier session estimated: the earlier ones' m stay fixed and anchor what "match" means
+        # (left free, a session blocked on names would learn households: same address, other birth dates).
+        free = frozenset(f for f, name in enumerate(COMPARED) if name not in blocked) - taken
+        if not free:
+            continue
+        # The selected fields agree on every pair of the session, so they say nothing there: left out (as missing).
+        session = levels[rows].copy()
+        session[:, [COMPARED.index(n) for n in blocked]] = -1
+        m, _, its = _em(session, sizes, m, u, 0.3, free)
+        iterations += its
+        taken |= free
+    if not taken:  # too few pairs for any session: plain EM over all candidates
+        m, _, iterations = _em(levels, sizes, m, u, 0.1, frozenset(range(len(sizes))))
+    _, prior, its = _em(levels, sizes, m, u, 0.1, frozenset())
+    return Model(dict(zip(COMPARED, m, strict=True)), dict(zip(COMPARED, u, strict=True)), prior, iterations + its)
+
+
+#: Bound on a term-frequency adjustment (natural log): a name's rarity sharpens the evidence, never dominates it.
+TF_BOUND = 3.0
+
+
+def name_frequencies(left: Encoded, right: Encoded | None) -> tuple[FloatArray, FloatArray]:
+    """Each record's (family, given) name frequency over both lists (0 where the name is missing)."""
+    tags = left.names if right is None else np.concatenate([left.names, right.names])
+    out = np.zeros(tags.shape, np.float64)
+    for c in range(tags.shape[1]):
+        col = tags[:, c]
+        present = col != 0
+        _, inverse, counts = np.unique(col[present], return_inverse=True, return_counts=True)
+        out[present, c] = counts[inverse] / max(int(present.sum()), 1)
+    return (out, out) if right is None else (out[: len(left)], out[len(left) :])
+
+
+def score(levels: npt.NDArray[np.int8], model: Model, frequencies: npt.NDArray[np.float64] | None = None) -> FloatArray:
+    """P(match | levels) under ``model`` (a missing value contributes nothing). ``frequencies`` (pairs x 2): how
+    common each pair's family and given name is; exact agreement on a common name (张, Jennifer) then counts for
+    less than on a rare one, as u of the exact level becomes the name's frequency (term-frequency adjustment)."""
+    m = [model.m[name] for name in COMPARED]
+    u = [model.u[name] for name in COMPARED]
+    log_odds = np.log(model.prior) - np.log1p(-model.prior) + _llr(levels, m, u)
+    if frequencies is not None:
+        for c, name in enumerate(("family", "given")):
+            f = COMPARED.index(name)
+            top = len(m[f]) - 1
+            exact = (levels[:, f] == top) & (frequencies[:, c] > 0)
+            adjust = np.log(u[f][top]) - np.log(np.maximum(frequencies[:, c], _FLOOR))
+            log_odds += np.where(exact, np.clip(adjust, -TF_BOUND, TF_BOUND), 0.0)
     return 1.0 / (1.0 + np.exp(-np.clip(log_odds, -700, 700)))
 
 
@@ -294,8 +412,11 @@ def link(
     levels = compare(left, other, li, ri)
     step("estimating")
     if model is None:
-        model = fit(levels, left.mode) if len(levels) else Model({}, {}, 0.0, 0)
-    prob = score(levels, model) if len(levels) else np.zeros(0)
+        model = fit(left, other, li, ri, levels, dedupe=right is None) if len(levels) else Model({}, {}, 0.0, 0)
+    lf, rf = name_frequencies(left, right)
+    # The rarer side: a swapped pair's names are compared across the fields, and either side's count is an estimate.
+    frequencies = np.maximum(lf[li], rf[ri])
+    prob = score(levels, model, frequencies) if len(levels) else np.zeros(0)
     ls, rs = left.strong[li], other.strong[ri]
     rule = ((ls == rs) & (ls != 0)).any(axis=1)
     prob = np.where(rule, 1.0, prob)
