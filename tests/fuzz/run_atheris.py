@@ -15,6 +15,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -97,6 +98,8 @@ def main() -> None:
         if now >= deadline:
             flush(final=True)
             sys.stdout.flush()
+            shutil.rmtree(corpus, ignore_errors=True)
+            shutil.rmtree(targets._TMP, ignore_errors=True)
             os._exit(0)  # libFuzzer has no "stop now" call, and its exit skips Python's own shutdown anyway
 
     libfuzzer_args = [

@@ -15,10 +15,12 @@ The same bytes always give the same verdict (fixed clocks, keys and nonces), so 
 
 from __future__ import annotations
 
+import atexit
 import base64
 import hashlib
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -170,6 +172,7 @@ def target_ingest(data: bytes) -> None:
 
 
 _TMP = Path(tempfile.mkdtemp(prefix="medledger-fuzz-"))
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
 
 
 def target_ingest_file(data: bytes) -> None:
@@ -195,17 +198,28 @@ def dicom_seeds() -> tuple[bytes, ...]:
             path = get_testdata_file(local.name)
             assert isinstance(path, str)
             out.append(Path(path).read_bytes())
-    return tuple(out)
+    return tuple(out + _corpus("dicom"))
+
+
+#: The ingest corpus (tests/ingest_corpus: valid inputs and one file per defect): inputs at the checks' edges.
+CORPUS = REPO / "tests" / "ingest_corpus"
+
+
+def _corpus(fmt: str) -> list[bytes]:
+    folder = CORPUS / fmt
+    if not folder.is_dir():
+        return []
+    return [p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and p.stat().st_size <= MAX_LEN]
 
 
 @cache
 def hl7_seeds() -> tuple[bytes, ...]:
-    return tuple(_files(DATA / "hl7", "*.hl7"))
+    return tuple(_files(DATA / "hl7", "*.hl7") + _corpus("hl7"))
 
 
 @cache
 def fhir_seeds() -> tuple[bytes, ...]:
-    return tuple(_files(DATA / "fhir", "*.json"))
+    return tuple(_files(DATA / "fhir", "*.json") + _corpus("fhir"))
 
 
 # ------------------------------------------------------------------------------------- mutation decoding
@@ -581,7 +595,7 @@ def target_eip712(data: bytes) -> None:
     if mask & 1024 and len(signature) == 65:
         n = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
         s = int.from_bytes(signature[32:64], "big")
-        signature = signature[:32] + ((n - s) % 2**256).to_bytes(32, "big") + bytes((55 - signature[64],))
+        signature = signature[:32] + ((n - s) % 2**256).to_bytes(32, "big") + bytes(((55 - signature[64]) % 256,))
     try:
         purpose_value: Purpose | int = Purpose(purpose)
     except ValueError:
@@ -632,7 +646,7 @@ def seeds(name: str) -> list[bytes]:
     if name == "fhir":
         return [*fhir_seeds(), json.dumps({"resourceType": "Patient", "id": "p1"}).encode()]
     if name == "ingest_file":
-        return list(hl7_seeds()) + list(fhir_seeds()) + list(dicom_seeds())[:8]
+        return list(hl7_seeds())[:12] + list(fhir_seeds())[:12] + list(dicom_seeds())[:8]
     if name == "httpsig":
         out = [bytes((i,)) + b"\x00\x00" for i in range(len(_REQUESTS))]
         # Valid variants through the Structured-Fields slow path and near misses of each header.
