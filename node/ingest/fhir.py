@@ -795,7 +795,9 @@ def _full_validate(obj: dict[str, Any], model: type, version: Version) -> None:
             errors=exc.error_count(),
         ) from None
     except (ValueError, TypeError) as exc:
-        raise IngestError(FHIR_INVALID, f"{obj['resourceType']}: {exc} (FHIR {version})") from None
+        # A model validator's own message may quote the value it refused: name the failure, not the value.
+        message = f"{obj['resourceType']}: the model refused a value ({type(exc).__name__}, FHIR {version})"
+        raise IngestError(FHIR_INVALID, message) from None
 
 
 # --- mapping to canonical records ---------------------------------------------------------------------------
