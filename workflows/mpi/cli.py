@@ -78,7 +78,8 @@ def _check(mode: str, threshold: float | None) -> float:
 @contextmanager
 def _stages(total: int) -> Iterator[tuple[Progress, TaskID]]:
     columns = (TextColumn("{task.description:12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True) as progress:
+    # Only on a terminal: piped or logged, a transient bar leaves blank lines before the summary or error line.
+    with Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
         yield progress, progress.add_task("reading", total=total)
 
 
