@@ -188,10 +188,21 @@ class _Filters:
         return dice(a, b), missing
 
 
+#: Pairs compared at once: the gathered filters of a chunk stay in the hundreds of MB, not the GB.
+CHUNK = 500_000
+
+
 def compare(left: Encoded, right: Encoded, li: IntArray, ri: IntArray) -> npt.NDArray[np.int8]:
     """The level matrix (pairs x :data:`COMPARED`) of candidate pairs."""
     if left.mode != right.mode:
         raise ValueError("both lists must be encoded in the same mode")
+    if len(li) > CHUNK:
+        parts = [_compare(left, right, li[i : i + CHUNK], ri[i : i + CHUNK]) for i in range(0, len(li), CHUNK)]
+        return np.concatenate(parts)
+    return _compare(left, right, li, ri)
+
+
+def _compare(left: Encoded, right: Encoded, li: IntArray, ri: IntArray) -> npt.NDArray[np.int8]:
     cuts = CUTS[left.mode]
     out = np.empty((len(li), len(COMPARED)), np.int8)
     if left.mode == "clear":
