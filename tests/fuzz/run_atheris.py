@@ -106,8 +106,9 @@ def main() -> None:
         sys.argv[0],
         f"-seed={args.seed}",
         f"-max_len={targets.MAX_LEN}",
-        # A hard stop for a real hang (the target's own limit, MAX_SECONDS, catches slow inputs that finish).
-        f"-timeout={int(targets.MAX_SECONDS * 5)}",
+        # A hard stop for a hang in C code that never returns to Python; the target interrupts a Python loop
+        # after HANG_CPU_SECONDS of CPU, which on a loaded machine can take several times that in wall time.
+        f"-timeout={int(targets.HANG_CPU_SECONDS * 8)}",
         f"-max_total_time={int(args.seconds) + 30}",
         "-rss_limit_mb=3072",
         f"-artifact_prefix={out}/{name}-",
