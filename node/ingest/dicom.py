@@ -178,10 +178,14 @@ def _inflate(data: bytes, start: int) -> bytes:
                     "(limit max_compression_ratio)",
                     limit="max_compression_ratio",
                 )
-            pending = inflater.unconsumed_tail
-            if not chunk and not pending:
+            # Past the end of the deflate stream decompress() returns nothing and keeps unconsumed_tail as it
+            # was: stop at eof (bytes after the stream are ignored, as pydicom's one-shot inflate does) and on any
+            # call that makes no progress, or a stream ending early with bytes after it would loop forever.
+            if inflater.eof or not chunk:
                 break
-        chunks.append(inflater.flush())
+            pending = inflater.unconsumed_tail
+        else:
+            chunks.append(inflater.flush())
     except zlib.error:
         raise IngestError(DICOM_INVALID, "deflated data set is not a valid deflate stream") from None
     return b"".join(chunks)

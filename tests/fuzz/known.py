@@ -6,19 +6,13 @@ else the fuzzers find fails the suite.
 
 from __future__ import annotations
 
-KNOWN: dict[str, str] = {
-    "hang@dicom.py:_inflate": (
-        "node/ingest/dicom.py: _inflate loops forever (and grows memory) when a Deflated Explicit VR Little Endian "
-        "data set's deflate stream ends after the first _INFLATE_CHUNK of output and bytes follow it: past the end "
-        "of the stream decompress() returns b'' and leaves unconsumed_tail as it was, so `pending` never empties "
-        "(the loop should stop at inflater.eof)"
-    ),
-}
+KNOWN: dict[str, str] = {}
 
 #: Reproducer files under crashes/ and the signature each one produced before its fix (kept as regression tests:
 #: each must now give the documented error). Fixed: a SIWE message with a lone surrogate (siwe_malformed, not
 #: UnicodeEncodeError); the relay accepting the high-s twin of a valid EIP-712 signature (invalid_signature
-#: before any gas is spent, medledger.chain.typed_data.recover_signer).
+#: before any gas is spent, medledger.chain.typed_data.recover_signer); the DICOM inflate loop that never ended
+#: past the end of a deflate stream (node/ingest/dicom.py stops at eof).
 REPRODUCERS: dict[str, str] = {
     "siwe-1.bin": "UnicodeEncodeError@siwe.py:parse",
     "eip712-1.bin": "malleable@eip712",
