@@ -55,12 +55,41 @@ class NotificationSettings:
     retry_base_s: float = 5.0
 
 
+@dataclass
+class RateLimitSettings:
+    """Request rate limits of the HTTP API (node.api.ratelimit): one token bucket per identity, in memory. A staff
+    token, a signed-in patient and a client address without credentials (or whose credentials were refused) get
+    ``requests_per_s`` sustained and ``burst`` at once; a signed institution (another member's node, which reads in
+    bulk) gets the ``institution_*`` pair. Defaults are above what a person or a portal page does and above the
+    benchmarks' loads, so they stop floods, not work; tighten them per deployment."""
+
+    enabled: bool = True
+    requests_per_s: float = 100.0
+    burst: int = 500
+    institution_requests_per_s: float = 5000.0
+    institution_burst: int = 10000
+    #: Paths never limited: the liveness probe, so that a flood cannot get a healthy node restarted.
+    exempt_paths: list[str] = field(default_factory=lambda: ["/healthz"])
+    #: Buckets kept at most; beyond that the least recently used is forgotten (it starts full again).
+    max_tracked: int = 100_000
+
+    def __post_init__(self) -> None:
+        if (
+            min(self.requests_per_s, self.institution_requests_per_s) <= 0
+            or min(self.burst, self.institution_burst) < 1
+        ):
+            raise ConfigError("[rate_limit]: rates must be > 0 and bursts at least 1")
+        if self.max_tracked < 1:
+            raise ConfigError("[rate_limit]: max_tracked must be at least 1")
+
+
 #: The node's own sections of node.toml: key -> settings type. Every other table is a module's section
 #: (``[<module name>]``), checked by that module when the node opens (node.modules).
 _SECTIONS: dict[str, type] = {
     "anchor": AnchorSettings,
     "access_log": AccessLogSettings,
     "notifications": NotificationSettings,
+    "rate_limit": RateLimitSettings,
 }
 #: What a node runs when node.toml names no modules: the institution node's ingest and sharing APIs and the
 #: web portal.
@@ -103,6 +132,7 @@ class NodeConfig:
     anchor: AnchorSettings = field(default_factory=AnchorSettings)
     access_log: AccessLogSettings = field(default_factory=AccessLogSettings)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
     #: The modules' own sections (``[<module name>]``), as read; each module validates its own.
     module_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
 

@@ -153,6 +153,14 @@ define("chain_write_invalid", 422, "an enqueued chain write is malformed (kind, 
 define("chain_write_conflict", 409, "a different chain write was enqueued under the same kind and key")
 define("chain_write_kind_taken", 500, "a chain write kind is registered twice")
 
+# node.api.ratelimit
+define(
+    "rate_limited",
+    429,
+    "too many requests from this identity (staff token, patient, institution or client "
+    "address): retry after the Retry-After seconds",
+)
+
 # node.api.errors, node.storage.local: the node's own infrastructure failing, never the request's fault.
 define(
     "database_unavailable",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from node.api.deps import Staff, services_of
-from node.api.params import Limit
+from node.api.params import AddressFilter, Cursor, Limit, RecordIdFilter
 from node.api.responses import errors
 from node.api.schemas import AccessPage
 from node.api.shaping import access_page
@@ -24,11 +24,11 @@ router = APIRouter()
 def audit_accesses(
     request: Request,
     who: Staff,
-    patient: str | None = None,
-    accessor: str | None = None,
-    record_id: str | None = None,
+    patient: AddressFilter = None,
+    accessor: AddressFilter = None,
+    record_id: RecordIdFilter = None,
     limit: Limit = 50,
-    cursor: str | None = None,
+    cursor: Cursor = None,
 ) -> AccessPage:
     require_role(who, StaffRole.AUDITOR)
     # An empty filter (``?patient=``) filters nothing, as if it were not given.

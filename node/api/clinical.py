@@ -3,15 +3,13 @@ record wherever it is held (locally, or from its custodian under the patient's c
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from medledger.addresses import checksummed
 from medledger.errors import MedLedgerError
 from node.api.deps import Staff, services_of, staff_requester
-from node.api.params import Limit, purpose_of, record_id_of
+from node.api.params import AddressPath, Cursor, Limit, PurposeQuery, RecordIdPath, purpose_of, record_id_of
 from node.api.responses import errors
 from node.api.schemas import BreakGlassReply, BreakGlassRequest, TimelinePage
 from node.api.shaping import timeline_page
@@ -28,7 +26,7 @@ router = APIRouter()
     summary="One timeline of a patient's records across every custodian (from the ledger)",
 )
 def patient_timeline(
-    request: Request, patient: str, who: Staff, limit: Limit = 50, cursor: str | None = None
+    request: Request, patient: AddressPath, who: Staff, limit: Limit = 50, cursor: Cursor = None
 ) -> TimelinePage:
     staff_requester(request, who, StaffRole.CLINICIAN, StaffRole.AUDITOR)
     return timeline_page(services_of(request), checksummed(patient, "patient"), limit, cursor)
@@ -49,10 +47,10 @@ def patient_timeline(
 )
 async def read_record(
     request: Request,
-    patient: str,
-    record_id: str,
+    patient: AddressPath,
+    record_id: RecordIdPath,
     who: Staff,
-    purpose: Annotated[str, Query(max_length=32)] = "treatment",
+    purpose: PurposeQuery = "treatment",
 ) -> Response:
     services = services_of(request)
     requester = staff_requester(request, who, StaffRole.CLINICIAN)
@@ -96,7 +94,7 @@ async def read_record(
     responses=errors(401, 403, 409, 422, 503),
     summary="Open an emergency (break-glass) window on a patient; the patient is notified",
 )
-def break_glass(request: Request, patient: str, body: BreakGlassRequest, who: Staff) -> BreakGlassReply:
+def break_glass(request: Request, patient: AddressPath, body: BreakGlassRequest, who: Staff) -> BreakGlassReply:
     requester = staff_requester(request, who, StaffRole.CLINICIAN)
     out = services_of(request).break_glass.open(requester, patient, body.reason, body.duration_seconds)
     return BreakGlassReply(**out)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from medledger.addresses import checksummed
 from medledger.chain.types import GrantTerms
 from node.api.deps import services_of
-from node.api.params import hex_bytes, purpose_code
+from node.api.params import AddressPath, GrantIdPath, hex_bytes, purpose_code
 from node.api.responses import errors
 from node.api.schemas import GrantRequest, RegisterKeyRequest, Relayed, RevokeRequest, SigningContext
 
@@ -22,7 +22,7 @@ router = APIRouter()
     responses=errors(422, 503),
     summary="What a wallet signs against: EIP-712 domains and the patient's current nonces",
 )
-def signing_context(request: Request, patient: str) -> SigningContext:
+def signing_context(request: Request, patient: AddressPath) -> SigningContext:
     services = services_of(request)
     ctx = services.relay.context(patient)
     return SigningContext(**ctx, erasure_domain=services.erasures.domain)
@@ -56,7 +56,7 @@ def relay_grant(request: Request, body: GrantRequest) -> Relayed:
     responses=errors(401, 403, 404, 409, 422, 503),
     summary="Relay a patient's EIP-712 signed revocation; enforced from the block that contains it",
 )
-def relay_revoke(request: Request, grant_id: int, body: RevokeRequest) -> Relayed:
+def relay_revoke(request: Request, grant_id: GrantIdPath, body: RevokeRequest) -> Relayed:
     out = services_of(request).relay.revoke(
         body.patient, grant_id, body.nonce, body.deadline, hex_bytes(body.signature, "signature", 65),
         chain_id=body.chain_id,

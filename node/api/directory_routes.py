@@ -41,11 +41,25 @@ class PatientMatches(BaseModel):
     responses=errors(401, 403, 422),
     summary="Find a patient of this node by MRN (and its assigning authority)",
     description="Exact match on this node's patient directory; an empty list if the MRN is unknown here.",
+    # The MRN is required, but absent or blank it is refused with its own code (patient_mrn_missing), which a
+    # FastAPI-required parameter would turn into invalid_request: so the route reads it optionally and the
+    # document says what it requires.
+    openapi_extra={
+        "parameters": [
+            {
+                "name": "mrn",
+                "in": "query",
+                "required": True,
+                "schema": {"type": "string", "maxLength": 64, "pattern": r"\S"},
+                "description": "the medical record number (`patient_mrn_missing` if absent or blank)",
+            }
+        ]
+    },
 )
 async def find_patient(
     request: Request,
     who: Staff,
-    mrn: Annotated[str, Query(max_length=64)] = "",
+    mrn: Annotated[str, Query(max_length=64, include_in_schema=False)] = "",
     authority: Annotated[str, Query(max_length=64)] = "",
 ) -> PatientMatches:
     require_role(who, StaffRole.CLINICIAN, StaffRole.REGISTRAR)

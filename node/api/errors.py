@@ -81,9 +81,18 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI's only 400: a JSON body it could not even decode (not UTF-8). To the client that is the same
+            # as a body that is not JSON, which FastAPI answers 422: one answer for both.
+            problems = [{"loc": ["body"], "msg": str(exc.detail)}]
+            body = error_body("invalid_request", "request does not match the API schema", {"problems": problems})
+            return JSONResponse(body, 422)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(app, request, headers.get("Allow", ""))
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers or None)
 
     @app.exception_handler(DBAPIError)
     @app.exception_handler(DisconnectionError)
@@ -101,6 +110,20 @@ def install(app: FastAPI) -> None:
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")  # the traceback goes to the operator's log, not to the caller
         return JSONResponse(error_body("internal_error", "internal error"), status_code=500)
+
+
+def allowed_methods(app: FastAPI, request: Request, matched: str) -> str:
+    """The ``Allow`` header of a 405 (RFC 9110): every method of the resource. Starlette names only those of the
+    one route it matched, while a path may have a route per method (GET and POST of the notification contacts):
+    the OpenAPI document has them all (hidden routes, the portal's, have one route per path)."""
+    methods = {m.strip().upper() for m in matched.split(",") if m.strip()}
+    route = request.scope.get("route")
+    template = getattr(route, "path", None)
+    if template is not None:
+        methods |= {m.upper() for m in app.openapi().get("paths", {}).get(template, {})}
+    if "GET" in methods:
+        methods.add("HEAD")  # Starlette answers HEAD wherever it answers GET
+    return ", ".join(sorted(methods))
 
 
 def database_unreachable(exc: BaseException) -> bool:

@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from node.api.deps import Staff, services_of
 from node.api.errors import ApiError
+from node.api.params import RecordIdPath, record_id_of
 from node.api.responses import errors
 from node.auth import StaffRole, require_role
 from node.ingest import parse
@@ -58,11 +59,18 @@ class RecordStatus(BaseModel):
     openapi_extra={
         "requestBody": {
             "required": True,
+            # Not empty (``empty_body``); what the bytes must hold is the parsers' (docs/node.md, Ingest).
             "content": {
-                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-                "application/dicom": {"schema": {"type": "string", "format": "binary"}},
-                "application/fhir+json": {"schema": {"type": "object"}},
-                "x-application/hl7-v2+er7": {"schema": {"type": "string"}},
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary", "minLength": 1}},
+                "application/dicom": {"schema": {"type": "string", "format": "binary", "minLength": 1}},
+                "application/fhir+json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["resourceType"],
+                        "properties": {"resourceType": {"type": "string"}},
+                    }
+                },
+                "x-application/hl7-v2+er7": {"schema": {"type": "string", "minLength": 1}},
             },
         }
     },
@@ -84,13 +92,8 @@ async def ingest(request: Request, who: Staff) -> IngestReply:
     responses=errors(401, 404, 422),
     summary="A record's status",
 )
-def record_status(request: Request, record_id: str, _: Staff) -> RecordStatus:
-    try:
-        rid = bytes.fromhex(record_id.removeprefix("0x"))
-    except ValueError:
-        rid = b""
-    if len(rid) != 32:
-        raise ApiError(422, "invalid_record_id", "record id must be 32 bytes of hex")
+def record_status(request: Request, record_id: RecordIdPath, _: Staff) -> RecordStatus:
+    rid = record_id_of(record_id)
     info = services_of(request).pipeline.record_status(rid)
     if info is None:
         raise ApiError(404, "record_not_found", f"no record {record_id}")

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from node.api.deps import Patient, services_of
 from node.api.errors import ApiError
-from node.api.params import Limit
+from node.api.params import Cursor, Limit, RowIdPath
 from node.api.responses import errors
 from node.api.schemas import AccessPage, ContactItem, ContactRequest, GrantItem, NotificationItem, TimelinePage
 from node.api.shaping import access_page, grant_items, notification_items, timeline_page
@@ -29,7 +29,7 @@ _INBOX_PAGE = 500
     responses=errors(401, 422, 503),
     summary="My records across all custodians, newest first",
 )
-def my_timeline(request: Request, me: Patient, limit: Limit = 50, cursor: str | None = None) -> TimelinePage:
+def my_timeline(request: Request, me: Patient, limit: Limit = 50, cursor: Cursor = None) -> TimelinePage:
     return timeline_page(services_of(request), me.address, limit, cursor)
 
 
@@ -40,7 +40,7 @@ def my_timeline(request: Request, me: Patient, limit: Limit = 50, cursor: str | 
     responses=errors(401, 422, 503),
     summary="Every logged access to my records: who, when, under which grant or break-glass",
 )
-def my_accesses(request: Request, me: Patient, limit: Limit = 50, cursor: str | None = None) -> AccessPage:
+def my_accesses(request: Request, me: Patient, limit: Limit = 50, cursor: Cursor = None) -> AccessPage:
     return access_page(services_of(request), limit, cursor, patient=me.address)
 
 
@@ -100,7 +100,7 @@ def add_my_contact(request: Request, me: Patient, body: ContactRequest) -> Conta
     responses=errors(401, 404, 422),
     summary="Stop sending my notifications to this contact (queued messages to it are dropped)",
 )
-def remove_my_contact(request: Request, me: Patient, contact_id: Annotated[int, Path(ge=1)]) -> Response:
+def remove_my_contact(request: Request, me: Patient, contact_id: RowIdPath) -> Response:
     if not services_of(request).notifications.remove_contact(Recipient.patient(me.address), contact_id):
         raise ApiError(404, "contact_not_found", f"no notification contact {contact_id}")
     return Response(status_code=204)

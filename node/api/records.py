@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from medledger.addresses import checksummed
 from medledger.vocabulary import Role
 from node.api.deps import patient_or_institution, services_of, signed_institution
-from node.api.params import SIGNED_REQUEST, hex_bytes, purpose_of, record_id_of
+from node.api.params import SIGNED_REQUEST, PurposeQuery, RecordIdPath, hex_bytes, purpose_of, record_id_of
 from node.api.responses import errors
 from node.api.schemas import EraseRequest, ErasureReply, ReleaseReply
 from node.api.shaping import release_reply
@@ -34,8 +34,8 @@ router = APIRouter()
 )
 async def release(
     request: Request,
-    record_id: str,
-    purpose: Annotated[str, Query(max_length=32)] = "treatment",
+    record_id: RecordIdPath,
+    purpose: PurposeQuery = "treatment",
     staff_ref: Annotated[str | None, Query(max_length=66, description="requesting staff's 32-byte reference")] = None,
 ) -> Response:
     # Authenticated in the body rather than as a FastAPI dependency: on this hot path the dependency machinery
@@ -64,7 +64,7 @@ async def release(
     description="Signed request from an AUDITOR member. No key leaves the node, so nothing is logged.",
     openapi_extra=SIGNED_REQUEST,
 )
-async def ciphertext(request: Request, record_id: str) -> Response:
+async def ciphertext(request: Request, record_id: RecordIdPath) -> Response:
     services = services_of(request)
     rid = record_id_of(record_id)
     await signed_institution(request, Role.AUDITOR)
@@ -81,7 +81,7 @@ async def ciphertext(request: Request, record_id: str) -> Response:
     responses=errors(401, 403, 404, 409, 410, 422, 503),
     summary="Erase a record (crypto-shredding) on the patient's EIP-712 signed request",
 )
-def erase(request: Request, record_id: str, body: EraseRequest) -> ErasureReply:
+def erase(request: Request, record_id: RecordIdPath, body: EraseRequest) -> ErasureReply:
     services = services_of(request)
     rid = record_id_of(record_id)
     out = services.erasures.request(

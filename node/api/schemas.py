@@ -3,12 +3,53 @@ OpenAPI document's schema names, which clients and the spec tests rely on: renam
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-Address = Annotated[str, Field(min_length=42, max_length=42, description="0x-prefixed 20-byte address")]
-Signature = Annotated[str, Field(min_length=132, max_length=132, description="0x-prefixed 65-byte r‖s‖v")]
+#: The extension carrying exact integer bounds (see :func:`exact_bounds`).
+EXACT_BOUNDS = "x-exact-bounds"
+
+#: A ledger address: 0x and 40 hex digits, in one case or EIP-55 checksummed. A regex cannot say the checksum, so
+#: the OpenAPI document also names the format (``eth-address``): a mixed-case address with a wrong checksum is
+#: refused ``invalid_address``, by the route's own check (the schema documents the pattern, it does not enforce it,
+#: so that code stays precise).
+ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
+ADDRESS_FORMAT = "eth-address"
+#: A record id: 0x and 64 hex digits.
+RECORD_ID_PATTERN = r"^0x[0-9a-fA-F]{64}$"
+
+
+def exact_bounds(low: int, high: int) -> Callable[[dict[str, Any]], None]:
+    """``json_schema_extra`` giving an integer field's bounds exactly. FastAPI's OpenAPI models hold bounds as floats,
+    and 2**256 - 1 as a float is 2**256 (which a client, or a fuzzer, then takes for a valid value): the exact pair
+    rides along in an extension that node.api.responses writes back as integers when the document is made."""
+
+    def write(schema: dict[str, Any]) -> None:
+        for key in ("exclusiveMinimum", "exclusiveMaximum"):
+            schema.pop(key, None)
+        schema["minimum"], schema["maximum"] = low, high
+        schema[EXACT_BOUNDS] = [low, high]
+
+    return write
+
+
+U64 = 2**64 - 1
+U256 = 2**256 - 1
+
+Address = Annotated[
+    str,
+    Field(
+        min_length=42,
+        max_length=42,
+        description="0x-prefixed 20-byte address, in one case or EIP-55 checksummed",
+        json_schema_extra={"pattern": ADDRESS_PATTERN, "format": ADDRESS_FORMAT},
+    ),
+]
+Signature = Annotated[
+    str, Field(min_length=132, max_length=132, pattern=r"^0x[0-9a-fA-F]{130}$", description="0x-prefixed 65-byte r‖s‖v")
+]
 
 
 class SiweNonceReply(BaseModel):
@@ -46,29 +87,36 @@ class SigningContext(BaseModel):
 class GrantRequest(BaseModel):
     patient: Address
     grantee: Address
-    classes: int = Field(ge=1, lt=2**256, description="class bitmask: bit c covers record class c")
+    classes: int = Field(
+        ge=1,
+        lt=2**256,
+        description="class bitmask: bit c covers record class c",
+        json_schema_extra=exact_bounds(1, U256),
+    )
     purpose: int = Field(ge=1, le=255, description="purpose code (1 treatment … 7 payment)")
-    valid_from: int = Field(ge=0, lt=2**64)
-    valid_until: int = Field(ge=0, lt=2**64)
-    nonce: int = Field(ge=0, lt=2**256)
-    deadline: int = Field(ge=0, lt=2**256)
+    valid_from: int = Field(ge=0, lt=2**64, json_schema_extra=exact_bounds(0, U64))
+    valid_until: int = Field(ge=0, lt=2**64, json_schema_extra=exact_bounds(0, U64))
+    nonce: int = Field(ge=0, lt=2**256, json_schema_extra=exact_bounds(0, U256))
+    deadline: int = Field(ge=0, lt=2**256, json_schema_extra=exact_bounds(0, U256))
     signature: Signature
     chain_id: int | None = Field(default=None, description="the chain the wallet signed for (checked if given)")
 
 
 class RevokeRequest(BaseModel):
     patient: Address
-    nonce: int = Field(ge=0, lt=2**256)
-    deadline: int = Field(ge=0, lt=2**256)
+    nonce: int = Field(ge=0, lt=2**256, json_schema_extra=exact_bounds(0, U256))
+    deadline: int = Field(ge=0, lt=2**256, json_schema_extra=exact_bounds(0, U256))
     signature: Signature
     chain_id: int | None = None
 
 
 class RegisterKeyRequest(BaseModel):
     patient: Address
-    encryption_key: str = Field(min_length=66, max_length=66, description="0x-prefixed 32-byte X25519 key")
-    nonce: int = Field(ge=0, lt=2**256)
-    deadline: int = Field(ge=0, lt=2**256)
+    encryption_key: str = Field(
+        min_length=66, max_length=66, pattern=r"^0x[0-9a-fA-F]{64}$", description="0x-prefixed 32-byte X25519 key"
+    )
+    nonce: int = Field(ge=0, lt=2**256, json_schema_extra=exact_bounds(0, U256))
+    deadline: int = Field(ge=0, lt=2**256, json_schema_extra=exact_bounds(0, U256))
     signature: Signature
     chain_id: int | None = None
 
@@ -81,7 +129,7 @@ class Relayed(BaseModel):
 
 class EraseRequest(BaseModel):
     patient: Address
-    deadline: int = Field(ge=0, lt=2**256)
+    deadline: int = Field(ge=0, lt=2**256, json_schema_extra=exact_bounds(0, U256))
     signature: Signature
 
 
