@@ -10,6 +10,7 @@ Demographics`, which every format maps onto the same model (``from_fhir_patient`
 from __future__ import annotations
 
 import logging
+import traceback
 from datetime import UTC, tzinfo
 from os import PathLike
 from pathlib import Path
@@ -84,7 +85,9 @@ def parse(
             INGEST_LIMIT_EXCEEDED, f"{fmt} input needs more memory than the node allows", format=str(fmt)
         ) from None
     except Exception as exc:
-        log.warning("ingest: %s parser failed on an input with %s", fmt, type(exc).__name__, exc_info=True)
+        # The frames locate the fault for a developer; the exception's message is left out as it may quote PHI.
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+        log.warning("ingest: %s parser failed on an input with %s\n%s", fmt, type(exc).__name__, frames)
         raise IngestError(
             INGEST_UNPARSEABLE,
             f"{fmt} parser failed on this input ({type(exc).__name__}); it was refused",
