@@ -54,7 +54,7 @@ class RecordStatus(BaseModel):
     tags=["records"],
     response_model=IngestReply,
     status_code=201,
-    responses=errors(401, 403, 413, 415, 422),
+    responses=errors(401, 403, 413, 415, 422, 507),
     summary="Ingest one HL7 v2 message, DICOM file or FHIR JSON resource/bundle (raw request body)",
     openapi_extra={
         "requestBody": {

@@ -54,9 +54,13 @@ _HEADERS: dict[int, dict[str, Any]] = {
     },
 }
 #: The statuses any operation can answer whatever its route declares: a body over the limit (every operation that
-#: takes one; node.api.app.SmallBodyLimit, or the ingest route's own) and the rate limit (node.api.ratelimit).
+#: takes one; node.api.app.SmallBodyLimit, or the ingest route's own), the rate limit (node.api.ratelimit) and the
+#: database being unreachable (node.api.errors: every route that touches it).
 BODY_STATUSES = (413,)
 ALWAYS_STATUSES = (429,)
+DATABASE_STATUSES = (503,)
+#: Paths whose routes never touch the database.
+NO_DATABASE = frozenset({"/healthz"})
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorReply"}
 _HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
@@ -76,12 +80,12 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def document_error_codes(schema: dict[str, Any]) -> dict[str, Any]:
     """``schema`` (an OpenAPI document) with every error response's codes as the registry has them now, and the
     root listing every code of the API with its status, including statuses no route declares."""
-    for path_item in schema.get("paths", {}).values():
+    for path, path_item in schema.get("paths", {}).items():
         for method, operation in path_item.items():
             if method not in _HTTP_METHODS or not isinstance(operation, dict):
                 continue
             responses = operation.setdefault("responses", {})
-            _add_implied(responses, body="requestBody" in operation)
+            _add_implied(responses, body="requestBody" in operation, database=path not in NO_DATABASE)
             for status, response in responses.items():
                 if EXTENSION in response:
                     response.update(_response(int(status)))
@@ -91,10 +95,11 @@ def document_error_codes(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def _add_implied(responses: dict[str, Any], *, body: bool) -> None:
-    """Document on ``responses`` what the middleware answers for every route (whichever module mounted it), and
-    put the shared error shape in place of FastAPI's own 422 (whose shape the node never answers with)."""
-    for status in (*ALWAYS_STATUSES, *(BODY_STATUSES if body else ())):
+def _add_implied(responses: dict[str, Any], *, body: bool, database: bool) -> None:
+    """Document on ``responses`` what the middleware and handlers answer for every route (whichever module mounted
+    it), and put the shared error shape in place of FastAPI's own 422 (whose shape the node never answers with)."""
+    implied = (*ALWAYS_STATUSES, *(BODY_STATUSES if body else ()), *(DATABASE_STATUSES if database else ()))
+    for status in implied:
         responses.setdefault(
             str(status), {"content": {"application/json": {"schema": dict(_ERROR_REF)}}, **_response(status)}
         )

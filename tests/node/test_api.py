@@ -200,9 +200,9 @@ def test_openapi_lists_every_route_with_its_methods_and_errors(api: Api) -> None
     assert routes == {(p, m) for p, ops in paths.items() for m in ops}
     expected = {
         ("/healthz", "get"): {"200", "429"},
-        ("/v1/status", "get"): {"200", "401", "429", "500"},
-        ("/v1/ingest", "post"): {"201", "401", "403", "413", "415", "422", "429", "500"},
-        ("/v1/records/{record_id}", "get"): {"200", "401", "404", "422", "429", "500"},
+        ("/v1/status", "get"): {"200", "401", "429", "500", "503"},
+        ("/v1/ingest", "post"): {"201", "401", "403", "413", "415", "422", "429", "500", "503", "507"},
+        ("/v1/records/{record_id}", "get"): {"200", "401", "404", "422", "429", "500", "503"},
     }
     assert {key: set(paths[key[0]][key[1]]["responses"]) for key in expected} == expected
     for path, ops in paths.items():
