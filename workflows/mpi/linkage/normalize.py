@@ -245,6 +245,7 @@ def _birth_digits(raw: str, parsed: BirthDate | None) -> str:
     return digits if len(digits) == 8 else ""
 
 
+@lru_cache(maxsize=65536)  # a household's members, and both lists' copies of a person, share the address
 def address_tokens(text: str) -> tuple[str, ...]:
     """Words of a normalized address; a run of Han characters (Chinese addresses have no spaces) becomes its
     character bigrams."""
