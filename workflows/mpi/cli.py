@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -24,7 +24,7 @@ from medledger.errors import InputError
 from workflows.mpi.errors import KeyInvalid, OutputUnwritable
 
 if TYPE_CHECKING:
-    from workflows.mpi.linkage.encode import LinkageKey
+    from workflows.mpi.linkage.encode import LinkageKey, Mode
 
 app = typer.Typer(help="The master patient index: link and deduplicate patient lists.", no_args_is_help=True)
 
@@ -108,7 +108,7 @@ def _run(
                 progress.advance(normalizing)
             fields.append(out_rows)
         progress.update(task, description="encoding", advance=1)
-        encoded = [encode(f, mode, key) for f in fields]  # type: ignore[arg-type]
+        encoded = [encode(f, cast("Mode", mode), key) for f in fields]
         progress.update(task, description="encoded", advance=1)
 
         def step(stage: str) -> None:
