@@ -102,7 +102,9 @@ def ingest(
 ) -> None:
     """Ingest HL7 v2 messages, DICOM files and FHIR JSON; the format is detected from content.
 
-    Prints one line per file; exits 1 if any file failed (the others still go through).
+    Prints one line per file; the others still go through when one fails. Exits 2 if a file was rejected as
+    bad input (its error code says why), 1 if one could not be ingested for another reason (unreadable, the store
+    failed), 0 otherwise.
 
     Example: medledger node ingest incoming/ lab/oru.hl7 --data-dir /srv/medledger
     """
@@ -137,7 +139,8 @@ def ingest(
             soft_wrap=True,
         )
     if failed:
-        raise typer.Exit(1)
+        # Bad input is exit 2 everywhere in the CLI; anything else that failed is the operation failing (1).
+        raise typer.Exit(2 if all(r.get("rejected") for r in failed) else 1)
 
 
 def _anchor_now(services: NodeServices, *, timeout: float = 120.0) -> AnchorStep | None:
@@ -181,7 +184,8 @@ def _ingest_one(services: NodeServices, path: Path) -> dict[str, Any]:
         records = parse_file(path, **services.config.parse_options())
         results = services.pipeline.ingest(records)
     except MedLedgerError as exc:
-        return {"file": str(path), "status": "failed", "error": f"{exc.code}: {exc.message}", "records": []}
+        failure = {"file": str(path), "status": "failed", "error": f"{exc.code}: {exc.message}", "records": []}
+        return failure | ({"rejected": True} if isinstance(exc, InputError) else {})
     except OSError as exc:
         return {"file": str(path), "status": "failed", "error": f"unreadable: {exc.strerror}", "records": []}
     statuses = [r.status for r in results]

@@ -197,7 +197,7 @@ def mixed_folder(root: Path) -> Path:
 def test_ingest_mixed_folder_reports_each_file_and_stores_only_the_good_ones(data_dir: Path, tmp_path: Path) -> None:
     folder = mixed_folder(tmp_path)
     code, out, err = node("ingest", folder, "--data-dir", data_dir)
-    assert code == 1, err
+    assert code == 2, err  # the bad files are bad input
     lines = out.strip().splitlines()
     per_file = {Path(line.split()[1]).name: line for line in lines[:-1]}
     assert set(per_file) == set(GOOD) | set(BAD), out
@@ -230,7 +230,7 @@ def test_ingest_mixed_folder_reports_each_file_and_stores_only_the_good_ones(dat
 def test_ingest_json_output_parses_and_carries_error_codes(data_dir: Path, tmp_path: Path) -> None:
     folder = mixed_folder(tmp_path)
     code, out, _ = node("ingest", folder, "--data-dir", data_dir, "--json")
-    assert code == 1
+    assert code == 2
     report = json.loads(out)
     by_name = {Path(f["file"]).name: f for f in report["files"]}
     assert by_name["bundle.json"] == {
@@ -240,7 +240,7 @@ def test_ingest_json_output_parses_and_carries_error_codes(data_dir: Path, tmp_p
     }
     for name, (error_code, _) in BAD.items():
         assert by_name[name]["status"] == "failed" and by_name[name]["error"].startswith(error_code + ": ")
-        assert by_name[name]["records"] == []
+        assert by_name[name]["records"] == [] and by_name[name]["rejected"] is True
 
 
 def test_ingest_of_a_missing_path_fails_before_touching_the_node(data_dir: Path, tmp_path: Path) -> None:
@@ -260,7 +260,7 @@ def test_ingest_lines_stay_one_per_file_with_long_paths(data_dir: Path, tmp_path
     (deep / "lab-result-from-the-reference-laboratory.hl7").write_bytes((DATA / "hl7" / "oru_r01.hl7").read_bytes())
     (deep / "garbage-file-with-a-long-name.bin").write_bytes(b"\x00\x01garbage")
     code, out, _ = node("ingest", deep, "--data-dir", data_dir)
-    assert code == 1
+    assert code == 2
     assert len(out.strip().splitlines()) == 3, out
 
 
