@@ -227,6 +227,7 @@ class NodeProcess:
 @dataclass
 class Settled:
     records: int
+    erased: int
     anchored_events: int
     accesses_on_chain: int
     audit_accesses: int
@@ -242,7 +243,7 @@ def settle(
     from sqlalchemy import func, select
 
     from medledger.db import make_engine
-    from node.db.models import AccessEntry, AccessState, Record, RecordState
+    from node.db.models import AccessEntry, AccessState, Erasure, ErasureState, Record, RecordState
 
     engine = make_engine(db_url)
     done = {RecordState.CONFIRMED.value, RecordState.ERASED.value}
@@ -255,7 +256,14 @@ def settle(
                     (st, n)
                     for st, n in c.execute(select(AccessEntry.status, func.count()).group_by(AccessEntry.status))
                 )
-            if set(states.values()) <= done and set(journal) <= {AccessState.CONFIRMED.value}:
+                erasures = {
+                    "0x" + bytes(rid).hex(): st for rid, st in c.execute(select(Erasure.record_id, Erasure.status))
+                }
+            if (
+                set(states.values()) <= done
+                and set(journal) <= {AccessState.CONFIRMED.value}
+                and set(erasures.values()) <= {ErasureState.CONFIRMED.value}
+            ):
                 break
             if time.monotonic() > deadline:
                 raise AssertionError(
@@ -266,6 +274,8 @@ def settle(
         engine.dispose()
     lost = acknowledged - set(states)
     assert not lost, f"{len(lost)} acknowledged records are gone"
+    # A shredded record is erased here and on chain, never one without the other.
+    assert {rid for rid, st in states.items() if st == RecordState.ERASED.value} == set(erasures)
     events = env.anchored_events()
     mine = {rid: events.get(bytes.fromhex(rid[2:]), 0) for rid in states}
     assert all(n == 1 for n in mine.values()), {rid: n for rid, n in mine.items() if n != 1}
@@ -274,7 +284,7 @@ def settle(
     report = env.audit(patient)
     assert report.violations == [], report.violations
     assert len(report.accesses) == journaled, (len(report.accesses), journaled)
-    return Settled(len(states), sum(mine.values()), journaled, len(report.accesses))
+    return Settled(len(states), len(erasures), sum(mine.values()), journaled, len(report.accesses))
 
 
 # ---------------------------------------------------------------------------------------------- PostgreSQL
