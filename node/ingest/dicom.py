@@ -29,7 +29,7 @@ import pydicom.uid
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.filereader import _read_file_meta_info, data_element_generator, read_sequence
 from pydicom.multival import MultiValue
 from pydicom.uid import UID
@@ -145,9 +145,11 @@ def _file_meta(data: bytes, preamble: bool) -> tuple[int, str] | None:
     fp.seek(132 if preamble else 0)
     try:
         meta = _read_file_meta_info(fp)
+        # Inside the try: pydicom decodes the element here, and an unknown VR raises only now.
+        syntax = str(meta.get("TransferSyntaxUID", "") or "").rstrip("\0 ")
     except Exception:  # the same bytes go to dcmread next, which classifies the failure
         return None
-    return fp.tell(), str(meta.get("TransferSyntaxUID", "") or "").rstrip("\0 ")
+    return fp.tell(), syntax
 
 
 def _inflate(data: bytes, start: int) -> bytes:
@@ -223,6 +225,10 @@ def read_header(data: bytes) -> Dataset:
         raise IngestError(DICOM_INVALID, "a sequence item is malformed (an element inside it does not parse)") from None
     except NotImplementedError as exc:
         raise IngestError(DICOM_INVALID_VR, f"unreadable DICOM header: {type(exc).__name__}") from None
+    except BytesLengthException:  # a value's length is not a multiple of its VR's item size
+        raise _truncated("an element's length does not fit its value representation") from None
+    except zlib.error:  # pydicom's own inflate of a deflated data set cut short
+        raise _truncated("the deflated data set ends inside its deflate stream") from None
     except (ValueError, TypeError, KeyError, OverflowError) as exc:
         raise IngestError(DICOM_INVALID, f"unreadable DICOM header: {type(exc).__name__}") from None
     if preamble and not getattr(ds, "file_meta", None):
