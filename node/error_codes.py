@@ -30,6 +30,7 @@ define("payload_too_large", 413, "the body (or an ingested file) exceeds max_pay
 
 # node.api.params
 define("invalid_purpose", 422, "not a known purpose of use")
+define("invalid_record_class", 422, "not a known record class (lab, imaging, ...)")
 
 # node.ingest.errors (its ALL_CODES; payload_too_large is above): a bad input, per file or per record.
 define("unknown_format", 415, "the body is not HL7 v2, DICOM or FHIR JSON")

@@ -9,7 +9,19 @@ from starlette.concurrency import run_in_threadpool
 from medledger.addresses import checksummed
 from medledger.errors import MedLedgerError
 from node.api.deps import Staff, services_of, staff_requester
-from node.api.params import AddressPath, Cursor, Limit, PurposeQuery, RecordIdPath, purpose_of, record_id_of
+from node.api.params import (
+    AddressPath,
+    ClassesQuery,
+    Cursor,
+    Limit,
+    PurposeQuery,
+    RecordIdPath,
+    SinceQuery,
+    UntilQuery,
+    classes_of,
+    purpose_of,
+    record_id_of,
+)
 from node.api.responses import errors
 from node.api.schemas import BreakGlassReply, BreakGlassRequest, TimelinePage
 from node.api.shaping import timeline_page
@@ -26,10 +38,19 @@ router = APIRouter()
     summary="One timeline of a patient's records across every custodian (from the ledger)",
 )
 def patient_timeline(
-    request: Request, patient: AddressPath, who: Staff, limit: Limit = 50, cursor: Cursor = None
+    request: Request,
+    patient: AddressPath,
+    who: Staff,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    record_class: ClassesQuery = None,
+    since: SinceQuery = None,
+    until: UntilQuery = None,
 ) -> TimelinePage:
     staff_requester(request, who, StaffRole.CLINICIAN, StaffRole.AUDITOR)
-    return timeline_page(services_of(request), checksummed(patient, "patient"), limit, cursor)
+    classes = classes_of(record_class)
+    owner = checksummed(patient, "patient")
+    return timeline_page(services_of(request), owner, limit, cursor, classes=classes, since=since, until=until)
 
 
 @router.get(

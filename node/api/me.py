@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from node.api.deps import Patient, services_of
 from node.api.errors import ApiError
-from node.api.params import Cursor, Limit, RowIdPath
+from node.api.params import ClassesQuery, Cursor, Limit, RowIdPath, SinceQuery, UntilQuery, classes_of
 from node.api.responses import errors
 from node.api.schemas import AccessPage, ContactItem, ContactRequest, GrantItem, NotificationItem, TimelinePage
 from node.api.shaping import access_page, grant_items, notification_items, timeline_page
@@ -29,8 +29,18 @@ _INBOX_PAGE = 500
     responses=errors(401, 422, 503),
     summary="My records across all custodians, newest first",
 )
-def my_timeline(request: Request, me: Patient, limit: Limit = 50, cursor: Cursor = None) -> TimelinePage:
-    return timeline_page(services_of(request), me.address, limit, cursor)
+def my_timeline(
+    request: Request,
+    me: Patient,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    record_class: ClassesQuery = None,
+    since: SinceQuery = None,
+    until: UntilQuery = None,
+) -> TimelinePage:
+    services = services_of(request)
+    classes = classes_of(record_class)
+    return timeline_page(services, me.address, limit, cursor, classes=classes, since=since, until=until)
 
 
 @router.get(

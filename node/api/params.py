@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import Path, Query
 
 from medledger.errors import InputError
-from medledger.vocabulary import Purpose
+from medledger.vocabulary import Purpose, RecordClass
 from node.api.deps import SIGNED_REQUEST_HEADERS
 from node.api.schemas import ADDRESS_FORMAT, ADDRESS_PATTERN, RECORD_ID_PATTERN, U256, exact_bounds
 
@@ -68,6 +68,34 @@ Cursor = Annotated[
     str | None,
     Query(description="the previous page's `next_cursor` (opaque)", json_schema_extra={"pattern": r"^[A-Za-z0-9_-]+$"}),
 ]
+
+#: Timeline filters: record classes by name (repeatable: ``?class=lab&class=imaging``) and a clinical-time window.
+ClassesQuery = Annotated[
+    list[str] | None,
+    Query(
+        alias="class",
+        description="only records of these classes (repeat the parameter for several)",
+        max_length=len(RecordClass),
+        json_schema_extra={"items": {"type": "string", "enum": [c.name.lower() for c in RecordClass]}},
+    ),
+]
+SinceQuery = Annotated[
+    int | None, Query(ge=0, le=2**63 - 1, description="only records with clinical time at or after this Unix time")
+]
+UntilQuery = Annotated[
+    int | None, Query(ge=0, le=2**63 - 1, description="only records with clinical time at or before this Unix time")
+]
+
+
+def classes_of(names: list[str] | None) -> list[int] | None:
+    """The class codes of ``?class=`` names; ``invalid_record_class`` naming the known ones otherwise."""
+    if not names:
+        return None
+    try:
+        return sorted({int(RecordClass.parse(n)) for n in names})
+    except InputError as exc:
+        raise InputError(exc.message, code="invalid_record_class") from None
+
 
 #: ``openapi_extra`` of a route that takes signed institution requests: FastAPI cannot see headers the route
 #: reads itself (authentication happens in the route body), so they are named here.

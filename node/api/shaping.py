@@ -15,9 +15,20 @@ from node.release import Release
 from node.service import NodeServices
 
 
-def timeline_page(services: NodeServices, patient: Address, limit: int, cursor: str | None) -> TimelinePage:
+def timeline_page(
+    services: NodeServices,
+    patient: Address,
+    limit: int,
+    cursor: str | None,
+    *,
+    classes: list[int] | None = None,
+    since: int | None = None,
+    until: int | None = None,
+) -> TimelinePage:
     members = services.ledger.members()
-    page = services.ledger.queries.timeline(patient, limit=limit, cursor=cursor)
+    page = services.ledger.queries.timeline(
+        patient, classes=classes, since=since, until=until, limit=limit, cursor=cursor
+    )
     return TimelinePage(
         items=[
             TimelineItem(
