@@ -26,7 +26,7 @@ from medledger.chain.types import Access
 from medledger.errors import ConfigError
 from medledger.vocabulary import AuthKind, Purpose
 from node.chain_outbox import Failure, OutboxStep, PendingWrite, Settled, WriteAheadOutbox, drain_steps
-from node.db.models import AccessBatch, AccessEntry, AccessState
+from node.db.models import AccessBatch, AccessEntry, AccessState, as_utc
 from node.doorbell import Doorbell, run_steps
 
 log = logging.getLogger(__name__)
@@ -204,10 +204,7 @@ class AccessLogger:
             ).all()
         if not rows:
             return []
-        oldest = rows[0].requested_at
-        if oldest.tzinfo is None:
-            oldest = oldest.replace(tzinfo=UTC)
-        waited = datetime.now(UTC) - oldest
+        waited = datetime.now(UTC) - as_utc(rows[0].requested_at)
         if len(rows) < self.max_batch and waited < self.max_wait:
             step.due_in = (self.max_wait - waited).total_seconds()
             return []

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from eth_utils import to_checksum_address
 from sqlalchemy import delete, select, update
@@ -36,7 +36,7 @@ from medledger.errors import ConfigError, MedLedgerError
 from medledger.vocabulary import RecordClass
 from node.chain_outbox import Failure, OutboxStep, PendingWrite, Settled, WriteAheadOutbox, drain_steps
 from node.db import records_by_status
-from node.db.models import AnchorBatch, AnchorOutbox, Patient, Record, RecordState, utcnow
+from node.db.models import AnchorBatch, AnchorOutbox, Patient, Record, RecordState, as_utc, utcnow
 from node.doorbell import Doorbell, run_steps
 
 log = logging.getLogger(__name__)
@@ -58,15 +58,10 @@ class AnchorStep(OutboxStep):
     ``submitted``, ``confirmed``, ``requeued``: records; ``rebroadcast``: persisted transactions sent again)."""
 
 
-def _aware(dt: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything the node writes is UTC.
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
-
-
 def _unix(dt: datetime | None) -> int:
     if dt is None:
         return 0
-    return max(0, int(_aware(dt).timestamp()))
+    return max(0, int(as_utc(dt).timestamp()))
 
 
 class Anchorer:
@@ -272,7 +267,7 @@ class Anchorer:
         if rows[0].attempts >= ISOLATE_AFTER_ATTEMPTS:
             rows = rows[:1]
         elif len(rows) < self.max_batch:
-            waited = self._clock() - _aware(rows[0].enqueued_at)
+            waited = self._clock() - as_utc(rows[0].enqueued_at)
             if waited < self.max_wait:
                 step.due_in = (self.max_wait - waited).total_seconds()
                 return None  # not full and nobody has waited long enough: let the batch fill

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from indexer.queries import MemberView
 from medledger.addresses import Address
 from medledger.chain.rpc import JsonRpcClient
 from medledger.errors import MedLedgerError
@@ -33,7 +34,9 @@ from node.db.models import (
     RecordState,
     Staff,
     WriteState,
+    as_utc,
 )
+from node.ledger_view import LedgerStale
 from node.service import NodeServices
 
 #: Seconds the head probe may take before the chain counts as unreachable.
@@ -90,10 +93,7 @@ class Overview:
 
 
 def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands timestamps back naive; they were written in UTC.
-    if value is None:
-        return None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return None if value is None else as_utc(value)
 
 
 def _counts(s: Session, status: InstrumentedAttribute[str], states: list[str]) -> dict[str, int]:
@@ -224,6 +224,15 @@ class StaffAccount:
     role: str
     created_at: datetime
     revoked_at: datetime | None
+
+
+def current_members(services: NodeServices) -> dict[Address, MemberView]:
+    """The consortium's active members as the ledger view has them; ``LedgerStale`` (503) when they cannot be read,
+    whatever kept the view from being built (chain down, no manifest)."""
+    try:
+        return services.ledger.members()
+    except MedLedgerError as exc:
+        raise LedgerStale(f"the consortium's members cannot be read: {exc.message}") from None
 
 
 def staff_accounts(services: NodeServices) -> list[StaffAccount]:

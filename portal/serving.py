@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
@@ -65,3 +67,35 @@ def static_file(relative: str) -> tuple[bytes, str] | None:
 
 def media_type(relative: str) -> str:
     return MEDIA_TYPES.get(PurePosixPath(relative).suffix, "application/octet-stream")
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What to answer for one portal file: 200 with its bytes, or 304 (``body`` empty) when the client's
+    ``If-None-Match`` names its ETag; ``headers`` carry the ETag, the security headers and, for pages, the CSP."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str]
+    media_type: str | None
+
+
+def reply(
+    name: str, *, if_none_match: str | None, connect: Callable[[], Iterable[str]], assets: bool = False
+) -> Reply | None:
+    """The reply for ``static/<name>`` (``static/assets/<name>`` with ``assets``), or None when there is no such
+    file or ``name`` is not one a request may ask for. ``connect`` gives the other origins a page may connect to;
+    it is asked only for pages."""
+    if not SAFE_NAME.match(name):
+        return None
+    relative = f"assets/{name}" if assets else name
+    found = static_file(relative)
+    if found is None:
+        return None
+    body, etag = found
+    headers = {"ETag": etag, **SECURITY_HEADERS}
+    if relative.endswith(".html"):
+        headers["Content-Security-Policy"] = content_security_policy(sorted(connect()))
+    if if_none_match == etag:
+        return Reply(304, b"", headers, None)
+    return Reply(200, body, headers, media_type(relative))

@@ -44,7 +44,7 @@ from clients.auditor.export import to_fhir_bundle, to_json
 from clients.auditor.model import Scope
 from medledger import __version__
 from medledger.errors import MedLedgerError, lookup
-from portal.serving import SAFE_NAME, SECURITY_HEADERS, content_security_policy, media_type, static_file
+from portal.serving import reply
 
 log = logging.getLogger("medledger.auditor.web")
 
@@ -157,18 +157,12 @@ def _failure(exc: MedLedgerError) -> JSONResponse:
     return _error(_status_of(exc), exc.code, exc.message, exc.details)
 
 
-def _serve(request: Request, relative: str) -> Response:
-    found = static_file(relative)
+def _serve(request: Request, name: str, *, assets: bool = False) -> Response:
+    # The auditor's page talks to this service only.
+    found = reply(name, if_none_match=request.headers.get("if-none-match"), connect=list, assets=assets)
     if found is None:
         return _error(404, "not_found", "no such portal file")
-    body, etag = found
-    headers = {"ETag": etag, **SECURITY_HEADERS}
-    if relative.endswith(".html"):
-        # The auditor's page talks to this service only.
-        headers["Content-Security-Policy"] = content_security_policy([])
-    if request.headers.get("if-none-match") == etag:
-        return Response(status_code=304, headers=headers)
-    return Response(body, media_type=media_type(relative), headers=headers)
+    return Response(found.body, status_code=found.status, media_type=found.media_type, headers=found.headers)
 
 
 def create_app(settings: AuditSettings) -> FastAPI:
@@ -235,15 +229,11 @@ def create_app(settings: AuditSettings) -> FastAPI:
 
     @app.get("/portal/{name}", include_in_schema=False)
     def page(request: Request, name: str) -> Response:
-        if not SAFE_NAME.match(name):
-            return _error(404, "not_found", "no such portal page")
         return _serve(request, name)
 
     @app.get("/portal/assets/{name}", include_in_schema=False)
     def asset(request: Request, name: str) -> Response:
-        if not SAFE_NAME.match(name):
-            return _error(404, "not_found", "no such portal file")
-        return _serve(request, f"assets/{name}")
+        return _serve(request, name, assets=True)
 
     return app
 

@@ -11,11 +11,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel
 
-from medledger.errors import MedLedgerError
-from node.api.deps import _patient_bearer, _staff_bearer, current_patient, current_staff, services_of
+from node.api.deps import current_patient, current_staff, patient_bearer, services_of, staff_bearer
 from node.api.responses import errors
 from node.identity import PATIENT_TOKEN_PREFIX
-from node.ledger_view import LedgerStale
+from node.operations import current_members
 
 router = APIRouter(tags=["consortium"])
 
@@ -36,8 +35,8 @@ class ConsortiumDirectory(BaseModel):
 def signed_in(
     request: Request,
     # Both schemes read the same header; declaring both lists them in the OpenAPI document as alternatives.
-    staff: Annotated[HTTPAuthorizationCredentials | None, Depends(_staff_bearer)],
-    patient: Annotated[HTTPAuthorizationCredentials | None, Depends(_patient_bearer)],
+    staff: Annotated[HTTPAuthorizationCredentials | None, Depends(staff_bearer)],
+    patient: Annotated[HTTPAuthorizationCredentials | None, Depends(patient_bearer)],
 ) -> None:
     """A patient token or a staff token of this node (401 ``unauthenticated`` otherwise)."""
     credentials = patient or staff
@@ -55,11 +54,7 @@ def signed_in(
     dependencies=[Depends(signed_in)],
 )
 def consortium_members(request: Request) -> ConsortiumDirectory:
-    try:
-        members = services_of(request).ledger.members()
-    except MedLedgerError as exc:
-        # Whatever kept the ledger view from being built (chain down, no manifest): the members are unknown.
-        raise LedgerStale(f"the consortium's members cannot be read: {exc.message}") from None
+    members = current_members(services_of(request))
     return ConsortiumDirectory(
         members=[
             ConsortiumMember(address=m.account, name=m.name, roles=m.role_names, endpoint=m.endpoint)

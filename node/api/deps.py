@@ -18,13 +18,13 @@ from node.auth import StaffIdentity, StaffRole, authenticate, require_role
 from node.identity import PATIENT_TOKEN_PREFIX, IdentityError, Requester
 from node.service import NodeServices
 
-_staff_bearer = HTTPBearer(
+staff_bearer = HTTPBearer(
     auto_error=False,  # our own 401 with the shared error shape instead of FastAPI's 403
     scheme_name="StaffToken",
     bearerFormat="mlst_ token from `medledger node staff add`",
     description="Staff bearer token; roles: clinician, registrar, admin, auditor.",
 )
-_patient_bearer = HTTPBearer(
+patient_bearer = HTTPBearer(
     auto_error=False,
     scheme_name="PatientToken",
     bearerFormat="mlpt_ token from POST /v1/auth/siwe",
@@ -41,7 +41,7 @@ def services_of(request: Request) -> NodeServices:
 
 
 def current_staff(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_staff_bearer)]
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(staff_bearer)]
 ) -> StaffIdentity:
     """The authenticated staff member (401 ``unauthenticated`` otherwise)."""
     services = services_of(request)
@@ -51,7 +51,7 @@ def current_staff(
 
 
 def current_patient(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_patient_bearer)]
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(patient_bearer)]
 ) -> Requester:
     """The signed-in patient (401 otherwise)."""
     if credentials is None or not credentials.credentials.startswith(PATIENT_TOKEN_PREFIX):

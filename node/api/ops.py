@@ -11,12 +11,10 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from medledger import __version__
-from medledger.errors import MedLedgerError
 from node.api.deps import Staff, services_of
 from node.api.responses import errors
 from node.auth import StaffRole, require_role
-from node.ledger_view import LedgerStale
-from node.operations import QueueState, overview, staff_accounts
+from node.operations import QueueState, current_members, overview, staff_accounts
 
 router = APIRouter(tags=["ops"])
 
@@ -150,11 +148,7 @@ def ops_overview(request: Request, _: Staff) -> OverviewReply:
 )
 def ops_members(request: Request, _: Staff) -> MembersReply:
     services = services_of(request)
-    try:
-        members = services.ledger.members()
-    except MedLedgerError as exc:
-        # Whatever kept the ledger view from being built (chain down, no manifest): the members are unknown.
-        raise LedgerStale(f"the consortium's members cannot be read: {exc.message}") from None
+    members = current_members(services)
     me = services.address
     return MembersReply(
         members=[

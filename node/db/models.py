@@ -48,6 +48,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(dt: datetime) -> datetime:
+    """``dt`` with its UTC zone: SQLite hands timestamps back naive, and everything the node writes is UTC."""
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+
+
 class RecordState(StrEnum):
     """Where a record stands on its way to the chain."""
 
@@ -423,5 +428,6 @@ __all__ = [
     "Staff",
     "WriteAheadBatch",
     "WriteState",
+    "as_utc",
     "utcnow",
 ]

@@ -18,7 +18,7 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import Table, delete, event, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,6 +29,7 @@ from node.db.models import (
     Notification,
     NotificationContact,
     NotificationDelivery,
+    as_utc,
     utcnow,
 )
 from node.doorbell import Doorbell, run_steps
@@ -305,7 +306,7 @@ class NotificationService:
             )
         if due is None:
             return None
-        return max(0.0, (_aware(due) - utcnow()).total_seconds())
+        return max(0.0, (as_utc(due) - utcnow()).total_seconds())
 
     def _send(self, delivery_id: int, step: DispatchStep) -> None:
         with self._sessions() as s:
@@ -346,8 +347,3 @@ class NotificationService:
                 .where(NotificationDelivery.id == delivery_id, NotificationDelivery.status == DeliveryState.QUEUED)
                 .values(**values)
             )
-
-
-def _aware(dt: datetime) -> datetime:
-    # SQLite gives naive datetimes back (stored as UTC).
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
