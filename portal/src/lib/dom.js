@@ -43,6 +43,38 @@ export function field(label, control, hint) {
   return h("div", { class: "field" }, parts);
 }
 
+/**
+ * A data table in a scrollable, focusable, named region (wide tables scroll sideways on a phone): column headers
+ * ``head``, body ``rows`` (tr elements), the caption read by screen readers.
+ */
+export function dataTable(id, caption, head, rows) {
+  return h(
+    "div",
+    { class: "table-wrap", id, tabindex: "0", role: "region", "aria-label": caption },
+    h(
+      "table",
+      {},
+      h("caption", { class: "sr-only" }, caption),
+      h("thead", {}, h("tr", {}, head.map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, rows),
+    ),
+  );
+}
+
+/** Label/value pairs as a two-column table with row headers: compact on a phone, read in pairs by screen readers. */
+export function pairTable(caption, rows, id) {
+  return h(
+    "div",
+    { class: "table-wrap", id },
+    h(
+      "table",
+      { class: "pairs" },
+      h("caption", { class: "sr-only" }, caption),
+      h("tbody", {}, rows.map(([k, v]) => h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, v)))),
+    ),
+  );
+}
+
 /** A status line announced to screen readers (role=status) or as an alert for errors. */
 export function notice(kind, text) {
   return h("p", { class: `notice ${kind}`, role: kind === "error" ? "alert" : "status" }, text);

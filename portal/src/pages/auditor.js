@@ -3,7 +3,7 @@
 // read the report with its violations and warnings, download it as JSON or as a FHIR AuditEvent bundle.
 // API: POST /v1/audits {scope}, GET /v1/audits/{id} (202 while running), GET /v1/audits/{id}/auditevents.
 import { NodeApi } from "../lib/api.js";
-import { field, h, notice, replace } from "../lib/dom.js";
+import { dataTable, field, h, notice, pairTable, replace } from "../lib/dom.js";
 import { formatDate, formatNumber, t } from "../lib/i18n.js";
 import { errorNotice, startPage } from "../lib/shell.js";
 
@@ -178,33 +178,8 @@ function scopeText(scope) {
   return t(`auditor.report.scope_${scope.kind}`, { address: scope.address });
 }
 
-/** Label/value pairs as a two-column table (row headers), compact on a phone and read in pairs by screen readers. */
-function pairs(caption, rows) {
-  return h(
-    "div",
-    { class: "table-wrap" },
-    h(
-      "table",
-      { class: "pairs" },
-      h("caption", { class: "sr-only" }, caption),
-      h("tbody", {}, rows.map(([k, v]) => h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, v)))),
-    ),
-  );
-}
-
 function table(id, caption, head, rows, empty) {
-  if (rows.length === 0) return h("p", { class: "muted", id }, empty);
-  return h(
-    "div",
-    { class: "table-wrap", id, tabindex: "0", role: "region", "aria-label": caption },
-    h(
-      "table",
-      {},
-      h("caption", { class: "sr-only" }, caption),
-      h("thead", {}, h("tr", {}, head.map((c) => h("th", { scope: "col" }, c)))),
-      h("tbody", {}, rows),
-    ),
-  );
+  return rows.length === 0 ? h("p", { class: "muted", id }, empty) : dataTable(id, caption, head, rows);
 }
 
 function severityBadge(severity) {
@@ -297,7 +272,7 @@ function renderReport(r) {
     warnings,
     downloads,
     h("div", { class: "download-status" }),
-    pairs(t("auditor.report.summary"), [
+    pairTable(t("auditor.report.summary"), [
       [t("auditor.report.scope"), h("span", { class: "mono" }, scopeText(r.scope))],
       [t("auditor.report.generated"), formatDate(r.generated_at)],
       [t("auditor.report.chain"), t("auditor.report.chain_detail", { id: formatNumber(r.chain.chain_id, { useGrouping: false }), block: formatNumber(r.chain.indexed_block) })],

@@ -5,7 +5,7 @@
 // (sessionStorage); a demo link may carry it as #token=… (taken and removed from the address bar at once).
 // API: GET /v1/ops/overview, GET /v1/ops/members, GET /v1/staff (admin).
 import { NodeApi } from "../lib/api.js";
-import { field, h, replace } from "../lib/dom.js";
+import { dataTable, field, h, pairTable, replace } from "../lib/dom.js";
 import { formatDate, formatNumber, t } from "../lib/i18n.js";
 import { errorNotice, startPage } from "../lib/shell.js";
 
@@ -115,32 +115,6 @@ function signInForm() {
 
 // ------------------------------------------------------------------------------------------------ dashboard
 
-function table(id, caption, head, rows) {
-  return h(
-    "div",
-    { class: "table-wrap", id, tabindex: "0", role: "region", "aria-label": caption },
-    h(
-      "table",
-      {},
-      h("caption", { class: "sr-only" }, caption),
-      h("thead", {}, h("tr", {}, head.map((c) => h("th", { scope: "col" }, c)))),
-      h("tbody", {}, rows),
-    ),
-  );
-}
-
-function pairs(id, caption, rows) {
-  return h(
-    "div",
-    { class: "table-wrap", id },
-    h(
-      "table",
-      {},
-      h("caption", { class: "sr-only" }, caption),
-      h("tbody", {}, rows.map(([k, v]) => h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, v)))),
-    ),
-  );
-}
 
 function level(value) {
   const cls = value === "ok" ? "badge ok" : value === "failing" ? "badge break-glass" : "badge";
@@ -179,7 +153,7 @@ function healthSection(o) {
     { "aria-labelledby": "health-title" },
     h("h2", { id: "health-title" }, t("operator.health.title")),
     h("p", { class: `notice ${kind}`, id: "health" }, `${LEVELS[o.health]} `, h("strong", {}, t(`operator.health.${o.health}`))),
-    table("checks", t("operator.health.checks"), [t("operator.health.check"), t("operator.health.level"), t("operator.health.detail")], rows),
+    dataTable("checks", t("operator.health.checks"), [t("operator.health.check"), t("operator.health.level"), t("operator.health.detail")], rows),
   );
 }
 
@@ -191,7 +165,7 @@ function chainSection(o) {
     { "aria-labelledby": "chain-title" },
     h("h2", { id: "chain-title" }, t("operator.chain.title")),
     c.rpc_reachable ? null : h("p", { class: "notice error" }, t("operator.chain.unreachable"), c.error ? h("code", {}, ` ${c.error.code}`) : null),
-    pairs("chain", t("operator.chain.title"), [
+    pairTable(t("operator.chain.title"), [
       [t("operator.node.name"), o.node.name],
       [t("operator.node.address"), h("span", { class: "mono" }, o.node.address)],
       [t("operator.node.origin"), h("span", { class: "mono" }, o.node.origin)],
@@ -203,7 +177,7 @@ function chainSection(o) {
       [t("operator.chain.fresh"), yesNo(c.rpc_reachable ? c.ledger_fresh : null)],
       [t("operator.chain.member"), yesNo(c.member)],
       [t("operator.chain.roles"), c.roles.length ? c.roles.map((r) => known(MEMBER_ROLES, r, "operator.role")).join(t("operator.list_sep")) : "—"],
-    ]),
+    ], "chain"),
   );
 }
 
@@ -226,13 +200,13 @@ function queuesSection(o) {
     "section",
     { "aria-labelledby": "queues-title" },
     h("h2", { id: "queues-title" }, t("operator.queues.title")),
-    table("queues", t("operator.queues.title"), [t("operator.queues.queue"), t("operator.queues.pending"), t("operator.queues.counts"), t("operator.queues.oldest")], rows),
+    dataTable("queues", t("operator.queues.title"), [t("operator.queues.queue"), t("operator.queues.pending"), t("operator.queues.counts"), t("operator.queues.oldest")], rows),
   );
 }
 
 function membersSection(d) {
   const body = d.members
-    ? table(
+    ? dataTable(
         "members",
         t("operator.members.title"),
         [t("operator.members.name"), t("operator.members.roles"), t("operator.members.address"), t("operator.members.endpoint"), t("operator.members.admitted")],
@@ -257,7 +231,7 @@ function membersSection(d) {
 function staffSection(d) {
   let body;
   if (d.staff) {
-    body = table(
+    body = dataTable(
       "staff",
       t("operator.staff.title"),
       [t("operator.staff.id"), t("operator.staff.name"), t("operator.staff.role"), t("operator.staff.created"), t("operator.staff.status")],
