@@ -4,9 +4,9 @@ Each target is a function of one ``bytes`` input that checks the property for it
 when the property fails; returning (or raising nothing) means the input was handled as documented:
 
 * ingest (``hl7``, ``dicom``, ``fhir``, ``ingest_file``): ``node.ingest.parse`` / ``parse_file`` return a list
-  of ``ParsedRecord`` or raise ``IngestError`` whose code is in ``ALL_CODES``, within ``MAX_SECONDS``;
+  of ``ParsedRecord`` or raise ``IngestError`` whose code is in ``ALL_CODES``, within ``HANG_CPU_SECONDS`` of CPU;
 * ``httpsig``, ``siwe``, ``eip712``: the verifier returns or raises an ``AuthFailure`` / ``MedLedgerError``
-  whose code is declared, within ``MAX_SECONDS``, and it never accepts anything but what the harness's own
+  whose code is declared, within ``HANG_CPU_SECONDS`` of CPU, and it never accepts anything but what the harness's own
   key signed (the input is decoded as mutations of validly signed requests, so most inputs stay close to
   valid and reach the signature check).
 
@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -49,9 +48,6 @@ from node.ingest import ParsedRecord, parse, parse_file
 from node.ingest.errors import ALL_CODES, INGEST_UNPARSEABLE, IngestError
 from node.relay import ConsentRelay, RelayRejected, _check_terms
 
-#: Longest any one input may take (seconds). Inputs are at most ``MAX_LEN`` bytes, parsed in well under 0.1 s
-#: when valid; a parse that takes this long on a few KB is a complexity bug an attacker can multiply.
-MAX_SECONDS = 2.0
 #: Longest input the fuzzers generate; larger limits (payload_too_large, decompression) have their own tests.
 MAX_LEN = 64 * 1024
 
@@ -103,9 +99,11 @@ class _Hang(BaseException):
     ``except Exception`` handlers cannot swallow it."""
 
 
-#: CPU time after which an input is interrupted as a hang (a loop that never ends would otherwise stop the
-#: fuzzer; libFuzzer's -timeout, which kills the process, stays as the backstop for C code that never yields).
-HANG_CPU_SECONDS = 2 * MAX_SECONDS
+#: CPU time after which an input is interrupted as a hang. Inputs are at most ``MAX_LEN`` bytes, parsed in well
+#: under 0.1 s when valid: a parse that uses this much on a few KB is a complexity bug an attacker can multiply,
+#: or a loop that never ends. CPU time rather than wall time, so a loaded machine does not make a finding;
+#: libFuzzer's -timeout, which kills the process, stays as the backstop for C code that never yields.
+HANG_CPU_SECONDS = 4.0
 
 
 def _on_hang(signum: int, frame: object) -> None:
@@ -118,7 +116,6 @@ def _timed(run: Callable[[], Any], what: str) -> Any:
     if armed:
         previous = signal.signal(signal.SIGPROF, _on_hang)
         signal.setitimer(signal.ITIMER_PROF, HANG_CPU_SECONDS)
-    t0 = time.perf_counter()
     try:
         return run()
     except _Hang as exc:
@@ -132,9 +129,6 @@ def _timed(run: Callable[[], Any], what: str) -> Any:
         if armed:
             signal.setitimer(signal.ITIMER_PROF, 0)
             signal.signal(signal.SIGPROF, previous)
-        elapsed = time.perf_counter() - t0
-        if elapsed > MAX_SECONDS and sys.exc_info()[0] is None:
-            raise Finding("hang", f"{what} took {elapsed:.1f} s (limit {MAX_SECONDS} s)", f"slow@{what}")
 
 
 # ------------------------------------------------------------------------------------------------ ingest

@@ -15,8 +15,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("atheris")
-
 from tests.fuzz.known import KNOWN
 from tests.fuzz.targets import REPO, TARGETS
 

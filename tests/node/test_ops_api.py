@@ -6,7 +6,6 @@ accounts. Without a chain (the node says so and keeps counting its queues) and o
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
@@ -16,10 +15,8 @@ from tests.sharing.conftest import Network, network, wait_until  # noqa: F401 (t
 
 
 def test_overview_without_a_chain_says_so_and_still_counts_the_queues(api: Api) -> None:
-    started = time.monotonic()
     r = api.request("GET", "/v1/ops/overview", role="auditor")
     assert r.status_code == 200
-    assert time.monotonic() - started < 5  # the head probe gives up fast
     body = r.json()
     assert body["node"]["name"] == api.services.config.name and body["node"]["address"] == api.services.address
     chain = body["chain"]

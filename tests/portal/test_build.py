@@ -7,8 +7,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from portal import STATIC
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,8 +20,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 def test_the_committed_build_is_reproducible(tmp_path: Path) -> None:
     node = shutil.which("node")
-    if node is None:
-        pytest.skip("Node.js is not installed")
+    assert node is not None, "Node.js is required (scripts/bootstrap.sh installs the pinned esbuild with npm)"
     out = tmp_path / "static"
     subprocess.run([node, str(ROOT / "portal" / "build.mjs"), "--out", str(out)], check=True, capture_output=True)
     built, committed = _tree(out), _tree(STATIC)

@@ -18,19 +18,13 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from tests.portal.conftest import axe_violations, screenshot
-
-try:
-    import numpy as np
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
-except ImportError:  # pydicom's pixel processing needs numpy, a development dependency
-    np = None
-#: The pixel comparisons need pydicom's reference (numpy); the rest of the viewer tests do not.
-needs_numpy = pytest.mark.skipif(np is None, reason="the windowing reference (pydicom's apply_voi_lut) needs numpy")
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "portal" / "src"
@@ -45,8 +39,7 @@ def dicom_file(name: str) -> bytes:
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> str:
     node = shutil.which("node")
-    if node is None:
-        pytest.skip("Node.js is not installed (the viewers are bundled with the pinned esbuild)")
+    assert node is not None, "Node.js is required (scripts/bootstrap.sh): the viewers are bundled with esbuild"
     out = tmp_path_factory.mktemp("viewers")
     entry = out / "entry.js"
     entry.write_text(
@@ -157,7 +150,6 @@ def set_window(page: Any, center: float, width: float) -> None:
 POSITIONS = [(0, 0), (10, 20), (64, 64), (40, 100), (100, 40), (127, 127), (70, 33), (90, 90)]
 
 
-@needs_numpy
 @pytest.mark.parametrize(("center", "width"), [(40, 400), (-600, 1500), (1000, 1), (300.5, 2000)])
 def test_ct_windowing_matches_pydicom(viewer: Any, center: float, width: float) -> None:
     data = dicom_file("CT_small.dcm")
@@ -174,7 +166,6 @@ def test_ct_windowing_matches_pydicom(viewer: Any, center: float, width: float) 
     assert len(np.unique(got)) > 2 or width == 1
 
 
-@needs_numpy
 def test_ct_without_a_window_spans_its_values_and_lists_the_tags(viewer: Any) -> None:
     data = dicom_file("CT_small.dcm")
     viewer.render(data)
@@ -197,7 +188,6 @@ def test_ct_without_a_window_spans_its_values_and_lists_the_tags(viewer: Any) ->
     screenshot(viewer, "viewer-dicom-ct")
 
 
-@needs_numpy
 @pytest.mark.parametrize("name", ["MR_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm"])
 def test_mr_uses_the_files_window_in_every_native_transfer_syntax(viewer: Any, name: str) -> None:
     data = dicom_file(name)
@@ -215,7 +205,6 @@ def test_mr_uses_the_files_window_in_every_native_transfer_syntax(viewer: Any, n
     assert hashlib.sha256(canvas_gray(viewer).tobytes()).hexdigest() == digest
 
 
-@needs_numpy
 def test_monochrome1_is_inverted(viewer: Any) -> None:
     ds = pydicom.dcmread(get_testdata_file("MR_small.dcm", download=False))
     ds.PhotometricInterpretation = "MONOCHROME1"
@@ -227,7 +216,6 @@ def test_monochrome1_is_inverted(viewer: Any) -> None:
     assert viewer.get_by_label("Window center").input_value() == "600"
 
 
-@needs_numpy
 def test_window_inputs_work_from_the_keyboard(viewer: Any) -> None:
     viewer.render(dicom_file("MR_small.dcm"))
     before = canvas_gray(viewer)
@@ -254,7 +242,6 @@ def test_compressed_images_show_their_tags_and_say_so(viewer: Any, name: str) ->
     assert ts in viewer.inner_text("section.dicom dl")
 
 
-@needs_numpy
 def test_color_and_bare_data_sets(viewer: Any) -> None:
     viewer.render(dicom_file("SC_rgb_small_odd.dcm"))
     ds = pydicom.dcmread(get_testdata_file("SC_rgb_small_odd.dcm", download=False))

