@@ -36,6 +36,11 @@ class MedLedgerError(Exception):
         return {"code": self.code, "message": self.message, "details": self.details}
 
 
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """How an error looks on the wire of every MedLedger HTTP service: ``{"error": {code, message, details}}``."""
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
 class ConfigError(MedLedgerError):
     """Missing or invalid configuration (files, environment variables, keys)."""
 

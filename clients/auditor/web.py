@@ -43,7 +43,7 @@ from clients.auditor.audit import AuditSettings, run_audit
 from clients.auditor.export import to_fhir_bundle, to_json
 from clients.auditor.model import Scope
 from medledger import __version__
-from medledger.errors import MedLedgerError, lookup
+from medledger.errors import MedLedgerError, error_body, lookup
 from portal.serving import reply
 
 log = logging.getLogger("medledger.auditor.web")
@@ -142,8 +142,7 @@ class Audits:
 
 
 def _error(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> JSONResponse:
-    body = {"error": {"code": code, "message": message, "details": details or {}}}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(error_body(code, message, details), status_code=status)
 
 
 def _status_of(exc: MedLedgerError) -> int:

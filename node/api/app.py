@@ -14,10 +14,11 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from medledger import __version__
+from medledger.errors import error_body
 from node.api import ops
 from node.api.cors import ConsortiumCors, member_origins
 from node.api.deps import Staff
-from node.api.errors import error_body, install
+from node.api.errors import install
 from node.api.ratelimit import RateLimit
 from node.api.responses import errors
 from node.auth import StaffIdentity, StaffRole, require_role
@@ -149,4 +150,4 @@ class SmallBodyLimit:
         await JSONResponse(body, 413)(scope, receive, send)
 
 
-__all__ = ["create_app", "error_body"]
+__all__ = ["create_app"]

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from medledger.errors import MedLedgerError, lookup
+from medledger.errors import MedLedgerError, error_body, lookup
 from node.api.responses import document_error_codes
 
 log = logging.getLogger("medledger.node.api")
@@ -46,10 +46,6 @@ def status_for(exc: MedLedgerError) -> int | None:
         return status  # an error relayed from another node keeps that node's status (and code, known here or not)
     entry = lookup(exc.code)
     return entry.status if entry is not None else None
-
-
-def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
 def install(app: FastAPI) -> None:

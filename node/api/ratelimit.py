@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from node.api.errors import error_body
+from medledger.errors import error_body
 from node.config import RateLimitSettings
 
 _KEYID = re.compile(rb';keyid="(0x[0-9A-Fa-f]{40})"')
