@@ -23,6 +23,7 @@ from node.directory import PatientDirectory
 from node.pipeline import IngestPipeline
 from tests.conftest import ROOT
 from tests.node.conftest import assert_outbox_invariant, fhir_record, patient_keys
+from tests.sharing.conftest import wait_until
 
 
 def _ingest(node_db, store, kek, custodian: str, n: int, *, link: bool = True, mrn: str = "MRN-1") -> list[bytes]:
@@ -64,8 +65,10 @@ def test_batches_by_size_and_reports_tx_and_block(chain, node_db, kek, store):
     # Two full batches go at once; the last record waits for its batch to fill (or for max_wait).
     assert (step.batches, step.submitted) == (2, 6)
     assert anchorer.status_counts()["queued"] == 1
-    anchorer.run_once()
-    assert anchorer.status_counts()["confirmed"] == 6
+    # Anvil mines each transaction as it arrives, but its receipt can lag the broadcast by a moment: step until
+    # both batches are settled (the partial one keeps waiting).
+    wait_until(lambda: anchorer.run_once() and anchorer.status_counts()["confirmed"] == 6, what="both batches mined")
+    assert anchorer.status_counts()["queued"] == 1
 
     pipeline = IngestPipeline(node_db.sessions, store, kek, hospital.address)
     confirmed = [pipeline.record_status(rid) for rid in ids]
